@@ -1,0 +1,1 @@
+"""The application: settings, credentials, store, approvals, policy, wiring and CLI."""

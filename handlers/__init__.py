@@ -1,0 +1,1 @@
+"""Slack at the edge: listeners, parsing and Block Kit messages."""

@@ -1,0 +1,136 @@
+"""The OKX error tree, and a sentence a person understands for each code we meet.
+
+    OkxError                      code, msg (OKX's own), explanation (ours)
+    ├── OkxRejectedError          OKX said no; asking again cannot help
+    │   ├── OkxAuthError          key, signature, passphrase, timestamp
+    │   │   └── OkxClockError     50102: our clock is off even after re-syncing
+    │   ├── OkxEnvironmentError   50101: demo key on live or live key on demo
+    │   ├── OkxPermissionError    key lacks Trade, IP not whitelisted
+    │   ├── OkxAccountModeError   account is not in Spot mode with borrowing
+    │   └── OkxRequestError       a parameter OKX did not accept, anything else
+    ├── OkxRateLimitError         50011 / HTTP 429: retried with backoff first
+    ├── OkxUnavailableError       5xx, 50001/50004/50013, timeouts: retried first
+    └── OkxProtocolError          an answer that is not OKX's JSON envelope
+
+`retryable` tells the client which families are worth another attempt.
+"""
+
+from __future__ import annotations
+
+REGION_HINT = (
+    " If the account was opened on my.okx.com (EEA) or app.okx.com (US/AU), set "
+    "OKX_BASE_URL to https://eea.okx.com or https://us.okx.com."
+)
+
+EXPLANATIONS: dict[str, str] = {
+    "50001": "OKX says the service is temporarily unavailable.",
+    "50004": "OKX timed out answering; the result of the request is unknown.",
+    "50011": "Too many requests to OKX in a short time (rate limit).",
+    "50013": "OKX says its system is busy.",
+    "50014": "A required parameter was missing from the request to OKX.",
+    "50026": "OKX reported a system error.",
+    "50030": "The API key has no permission to use this endpoint.",
+    "50100": "The API key is frozen; contact OKX support.",
+    "50101": "The API key does not match the demo/live environment "
+    "(a demo-trading key used on live, or a live key used on demo).",
+    "50102": "OKX rejected the request timestamp; this machine's clock is off.",
+    "50103": "The request reached OKX without an API key.",
+    "50104": "The request reached OKX without a passphrase.",
+    "50105": "The API passphrase is wrong.",
+    "50106": "The request reached OKX without a signature.",
+    "50107": "The request reached OKX without a timestamp.",
+    "50110": "This machine's IP address is not on the API key's IP whitelist.",
+    "50111": "OKX does not recognise the API key." + REGION_HINT,
+    "50112": "OKX could not read the request timestamp.",
+    "50113": "OKX rejected the signature; the API secret is probably wrong.",
+    "50114": "OKX rejected the authorization of the request.",
+    "50119": "The API key doesn't exist on this OKX site." + REGION_HINT,
+    "50120": "The API key lacks the Trade permission needed to change auto repay.",
+    "51000": "OKX did not accept a parameter of the request.",
+    "51010": "This account is not in Spot mode, so auto repay cannot be set.",
+    "59000": "OKX refused the setting because the account has open positions or orders.",
+    "59001": "OKX refused the setting because the account has borrowings.",
+}
+
+
+class OkxError(Exception):
+    """Anything that went wrong talking to OKX; `code` and `msg` are OKX's own."""
+
+    retryable = False
+
+    def __init__(self, code: str, msg: str = "") -> None:
+        self.code = code
+        self.msg = msg
+        super().__init__(self.explanation)
+
+    @property
+    def explanation(self) -> str:
+        known = EXPLANATIONS.get(self.code)
+        if known:
+            return known
+        return self.msg or "OKX returned an error."
+
+    def __str__(self) -> str:
+        return f"{self.explanation} (OKX code {self.code})"
+
+
+class OkxRejectedError(OkxError):
+    """OKX understood the request and refused it; repeating it will not help."""
+
+
+class OkxAuthError(OkxRejectedError):
+    """The key, secret, passphrase or timestamp was not accepted."""
+
+
+class OkxClockError(OkxAuthError):
+    """The timestamp stayed outside OKX's window even after re-syncing the clock."""
+
+
+class OkxEnvironmentError(OkxRejectedError):
+    """A demo-trading key was used on live, or a live key on demo."""
+
+
+class OkxPermissionError(OkxRejectedError):
+    """The key may not do this (missing Trade permission, IP not whitelisted)."""
+
+
+class OkxAccountModeError(OkxRejectedError):
+    """The account is not in a mode where auto repay applies."""
+
+
+class OkxRequestError(OkxRejectedError):
+    """OKX did not accept the request as sent."""
+
+
+class OkxRateLimitError(OkxError):
+    """OKX asked us to slow down."""
+
+    retryable = True
+
+
+class OkxUnavailableError(OkxError):
+    """OKX could not be reached or could not answer; worth another attempt."""
+
+    retryable = True
+
+
+class OkxProtocolError(OkxError):
+    """The answer was not the JSON envelope OKX documents."""
+
+
+_FAMILIES: dict[str, type[OkxError]] = {
+    **dict.fromkeys(("50100", "50103", "50104", "50105", "50106", "50107"), OkxAuthError),
+    **dict.fromkeys(("50111", "50112", "50113", "50114", "50119"), OkxAuthError),
+    "50102": OkxClockError,
+    "50101": OkxEnvironmentError,
+    **dict.fromkeys(("50030", "50110", "50120"), OkxPermissionError),
+    **dict.fromkeys(("51010", "59000", "59001"), OkxAccountModeError),
+    "50011": OkxRateLimitError,
+    **dict.fromkeys(("50001", "50004", "50013", "50026"), OkxUnavailableError),
+}
+
+
+def error_for(code: str, msg: str) -> OkxError:
+    """The typed error for an OKX error code; unknown codes are permanent refusals."""
+    family = _FAMILIES.get(code, OkxRequestError)
+    return family(code, msg)
