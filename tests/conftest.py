@@ -3,8 +3,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import keyring
 import pytest
 
+from tests.fakes.memory_keyring import MemoryKeyring
 from tests.fakes.okx_server import FakeOkx
 
 OUR_PREFIXES = ("OKX_", "SLACK_", "AUTOREPAY_", "PORT", "PYTHON_KEYRING_BACKEND")
@@ -16,6 +18,14 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(OUR_PREFIXES):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def memory_keyring() -> MemoryKeyring:
+    """Each test gets an empty keyring of its own, never the machine's."""
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    return backend
 
 
 @pytest.fixture

@@ -1,0 +1,127 @@
+"""The approval state machine: plain Python, no Slack, no HTTP, no database.
+
+    pending ──approve x N──▶ approved ──OKX ok──▶ done
+       │                        └─────OKX refused/failed──▶ failed
+       ├──deny──▶ denied
+       ├──TTL passes──▶ expired
+       └──approval message could not be posted──▶ failed
+
+`decide()` is pure: given a request as stored and a click, it says what happens. The
+store runs it inside one transaction, so the outcome is applied atomically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from bot.credentials import Account
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    FAILED = "failed"
+    DONE = "done"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (Status.PENDING, Status.APPROVED)
+
+
+NEXT: dict[Status, frozenset[Status]] = {
+    # pending → failed: the approval message could not be posted
+    Status.PENDING: frozenset({Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.FAILED}),
+    Status.APPROVED: frozenset({Status.DONE, Status.FAILED}),
+}
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ChangeRequest:
+    id: str
+    requester: str
+    account: Account
+    desired: bool
+    status: Status
+    created_at: float
+    expires_at: float
+    origin_channel: str
+    approval_channel: str = ""
+    approval_ts: str = ""
+    approvers: tuple[str, ...] = ()  # who approved, in order
+    decided_by: str = ""  # who denied, or whose approval completed the quorum
+    result: bool | None = None  # the state OKX reported afterwards
+    error_code: str = ""
+    error_text: str = ""
+    okx_uid: str = ""
+    okx_label: str = ""
+
+    def moved_to(self, status: Status, **changes: object) -> ChangeRequest:
+        if status not in NEXT.get(self.status, frozenset()):
+            raise InvalidTransition(f"request {self.id}: {self.status} → {status} is not allowed")
+        return replace(self, status=status, **changes)  # type: ignore[arg-type]
+
+    def is_expired(self, now: float) -> bool:
+        return self.status is Status.PENDING and now >= self.expires_at
+
+
+@dataclass(frozen=True)
+class Rules:
+    approvals_required: int = 1
+    allow_self_approval: bool = False
+
+
+class Verdict(StrEnum):
+    APPROVED = "approved"  # quorum reached: execute now (exactly one click gets this)
+    RECORDED = "recorded"  # counted; more approvals needed
+    DENIED = "denied"
+    SELF_APPROVAL = "self_approval"
+    ALREADY_VOTED = "already_voted"
+    NOT_PENDING = "not_pending"
+    EXPIRED = "expired"
+
+
+REFUSALS = frozenset({Verdict.SELF_APPROVAL, Verdict.ALREADY_VOTED, Verdict.NOT_PENDING,
+                      Verdict.EXPIRED})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    request: ChangeRequest  # as it is after the click
+
+    @property
+    def changed(self) -> bool:
+        return self.verdict not in (Verdict.SELF_APPROVAL, Verdict.ALREADY_VOTED,
+                                    Verdict.NOT_PENDING)
+
+
+def decide(request: ChangeRequest, user: str, approve: bool, now: float,
+           rules: Rules) -> Outcome:
+    """What one Approve/Deny click by `user` (already known to be an approver) does."""
+    if request.status is not Status.PENDING:
+        return Outcome(Verdict.NOT_PENDING, request)
+    if request.is_expired(now):
+        return Outcome(Verdict.EXPIRED, request.moved_to(Status.EXPIRED))
+    if not approve:
+        return Outcome(Verdict.DENIED, request.moved_to(Status.DENIED, decided_by=user))
+    if user == request.requester and not rules.allow_self_approval:
+        return Outcome(Verdict.SELF_APPROVAL, request)
+    if user in request.approvers:
+        return Outcome(Verdict.ALREADY_VOTED, request)
+    approvers = (*request.approvers, user)
+    if len(approvers) < rules.approvals_required:
+        return Outcome(Verdict.RECORDED, replace(request, approvers=approvers))
+    return Outcome(Verdict.APPROVED,
+                   request.moved_to(Status.APPROVED, approvers=approvers, decided_by=user))
+
+
+def expire(request: ChangeRequest, now: float) -> ChangeRequest | None:
+    """The expired request, if its time has come; None otherwise."""
+    return request.moved_to(Status.EXPIRED) if request.is_expired(now) else None

@@ -1,0 +1,157 @@
+"""Settings: the environment (and .env) read once at start into one frozen object.
+
+Every problem found is reported, one readable line each, in a single ConfigError.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+USER_OR_GROUP = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_OKX_BASE_URL = "https://www.okx.com"
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; `problems` holds one sentence per mistake."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class Settings:
+    slack_bot_token: str = field(repr=False)
+    slack_signing_secret: str = field(repr=False)
+    slack_app_token: str = field(repr=False)
+    slack_api_url: str
+    approval_channel: str
+    requesters: tuple[str, ...]
+    approvers: tuple[str, ...]
+    allowed_channels: tuple[str, ...] = ()
+    approvals_required: int = 1
+    allow_self_approval: bool = False
+    approval_ttl: int = 900
+    db_path: Path = Path("autorepay.db")
+    okx_base_url: str = DEFAULT_OKX_BASE_URL
+    host: str = "0.0.0.0"
+    port: int = 3000
+    log_level: str = "INFO"
+
+    @property
+    def socket_mode(self) -> bool:
+        return bool(self.slack_app_token)
+
+
+class _Reader:
+    """Reads variables from a mapping and collects every problem instead of stopping."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def text(self, name: str, default: str = "") -> str:
+        return self.environ.get(name, default).strip() or default
+
+    def required(self, name: str, hint: str) -> str:
+        value = self.text(name)
+        if not value:
+            self.problems.append(f"{name} is not set: {hint}")
+        return value
+
+    def integer(self, name: str, default: int, minimum: int) -> int:
+        raw = self.text(name)
+        if not raw:
+            return default
+        if not raw.isdigit() or int(raw) < minimum:
+            self.problems.append(f"{name}={raw!r} must be a whole number >= {minimum}")
+            return default
+        return int(raw)
+
+    def boolean(self, name: str) -> bool:
+        raw = self.text(name, "false").lower()
+        if raw not in ("true", "false", "1", "0", "yes", "no"):
+            self.problems.append(f"{name}={raw!r} must be true or false")
+        return raw in ("true", "1", "yes")
+
+    def ids(self, name: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
+        items = tuple(item.strip() for item in self.text(name).split(",") if item.strip())
+        bad = [item for item in items if not pattern.match(item)]
+        if bad:
+            self.problems.append(f"{name} has {', '.join(map(repr, bad))}: expected {what}")
+        return items
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    r = _Reader(environ)
+    bot_token = r.required("SLACK_BOT_TOKEN", "the bot token (xoxb-…) from OAuth & Permissions")
+    app_token = r.text("SLACK_APP_TOKEN")
+    signing_secret = r.text("SLACK_SIGNING_SECRET")
+    if not app_token and not signing_secret:
+        r.problems.append("SLACK_SIGNING_SECRET is not set: HTTP mode needs it "
+                          "(or set SLACK_APP_TOKEN for Socket Mode)")
+    if bot_token and not bot_token.startswith("xoxb-"):
+        r.problems.append("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+    if app_token and not app_token.startswith("xapp-"):
+        r.problems.append("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+    channel = r.required("AUTOREPAY_APPROVAL_CHANNEL", "the channel ID (C…) for approvals")
+    if channel and not CHANNEL.match(channel):
+        r.problems.append(f"AUTOREPAY_APPROVAL_CHANNEL={channel!r} is not a channel ID "
+                          "(C… or G…; in Slack: channel details → About → Channel ID)")
+    people = "user IDs (U…, W…) or user group IDs (S…), comma-separated"
+    requesters = r.ids("AUTOREPAY_REQUESTERS", USER_OR_GROUP, people)
+    approvers = r.ids("AUTOREPAY_APPROVERS", USER_OR_GROUP, people)
+    if not requesters:
+        r.problems.append(f"AUTOREPAY_REQUESTERS is not set: {people} who may ask")
+    if not approvers:
+        r.problems.append(f"AUTOREPAY_APPROVERS is not set: {people} who may approve")
+    settings = Settings(
+        slack_bot_token=bot_token,
+        slack_signing_secret=signing_secret,
+        slack_app_token=app_token,
+        slack_api_url=_with_slash(r.text("SLACK_API_URL", DEFAULT_SLACK_API_URL)),
+        approval_channel=channel,
+        requesters=requesters,
+        approvers=approvers,
+        allowed_channels=r.ids("AUTOREPAY_ALLOWED_CHANNELS", CHANNEL, "channel IDs (C…, G…)"),
+        approvals_required=r.integer("AUTOREPAY_APPROVALS_REQUIRED", 1, minimum=1),
+        allow_self_approval=r.boolean("AUTOREPAY_ALLOW_SELF_APPROVAL"),
+        approval_ttl=r.integer("AUTOREPAY_APPROVAL_TTL", 900, minimum=30),
+        db_path=Path(r.text("AUTOREPAY_DB", "autorepay.db")),
+        okx_base_url=okx_base_url(environ),
+        host=r.text("AUTOREPAY_HOST", "0.0.0.0"),
+        port=r.integer("PORT", 3000, minimum=1),
+        log_level=_log_level(r),
+    )
+    _check_db_path(settings.db_path, r.problems)
+    if r.problems:
+        raise ConfigError(r.problems)
+    return settings
+
+
+def okx_base_url(environ: Mapping[str, str]) -> str:
+    return environ.get("OKX_BASE_URL", "").strip().rstrip("/") or DEFAULT_OKX_BASE_URL
+
+
+def _with_slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+def _log_level(r: _Reader) -> str:
+    level = r.text("AUTOREPAY_LOG_LEVEL", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        r.problems.append(f"AUTOREPAY_LOG_LEVEL={level!r} must be DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+def _check_db_path(path: Path, problems: list[str]) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        problems.append(f"AUTOREPAY_DB={str(path)!r}: folder {str(folder)!r} does not exist")
+    elif path.is_dir():
+        problems.append(f"AUTOREPAY_DB={str(path)!r} is a folder, not a database file")

@@ -1,0 +1,197 @@
+"""What the bot does, on plain data: status, requests, clicks, OKX execution, expiry.
+
+Handlers call this and render what it returns; nothing here knows about Slack.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from bot.approvals import ChangeRequest, Outcome, Rules, Status
+from bot.credentials import Account
+from bot.policy import Policy, Refusal
+from bot.store import Store
+from okx import AccountConfig, OkxClient, OkxError
+
+log = logging.getLogger("bot.service")
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """`status` answer, and the reason a change needs no approval."""
+
+    account: Account
+    config: AccountConfig
+
+
+@dataclass(frozen=True)
+class NoChangeNeeded:
+    account: Account
+    config: AccountConfig
+    desired: bool
+
+
+@dataclass(frozen=True)
+class NotApplicable:
+    account: Account
+    config: AccountConfig
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """The account cannot be used: credentials missing, or OKX said no / is down."""
+
+    account: Account
+    reason: str
+    error: OkxError | None = None
+
+
+@dataclass(frozen=True)
+class Requested:
+    request: ChangeRequest
+    config: AccountConfig
+
+
+StatusResult = AccountState | Unavailable | Refusal
+RequestResult = Requested | NoChangeNeeded | NotApplicable | Unavailable | Refusal
+
+
+def new_request_id() -> str:
+    return "ar-" + secrets.token_hex(4)
+
+
+class AutoRepay:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        policy: Policy,
+        clients: Mapping[Account, OkxClient],
+        missing: Mapping[Account, str],
+        rules: Rules,
+        ttl: float,
+        approval_channel: str,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = new_request_id,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.rules = rules
+        self.clock = clock
+        self._clients = clients
+        self._missing = missing
+        self._ttl = ttl
+        self._approval_channel = approval_channel
+        self._new_id = new_id
+
+    async def status(self, user: str, channel: str, account: Account) -> StatusResult:
+        if refusal := await self.policy.may_view(user, channel):
+            self._refused(user, "status", refusal, account=account.value)
+            return refusal
+        config = await self._read(account)
+        return config if isinstance(config, Unavailable) else AccountState(account, config)
+
+    async def request_change(self, user: str, channel: str, account: Account,
+                             desired: bool) -> RequestResult:
+        if refusal := await self.policy.may_request(user, channel):
+            self._refused(user, "request", refusal, account=account.value, desired=desired)
+            return refusal
+        config = await self._read(account)
+        if isinstance(config, Unavailable):
+            return config
+        if not config.supports_auto_repay:
+            return self._no_change(user, NotApplicable(account, config))
+        if config.auto_repay == desired:
+            return self._no_change(user, NoChangeNeeded(account, config, desired))
+        now = self.clock()
+        request = ChangeRequest(
+            id=self._new_id(), requester=user, account=account, desired=desired,
+            status=Status.PENDING, created_at=now, expires_at=now + self._ttl,
+            origin_channel=channel, approval_channel=self._approval_channel,
+            okx_uid=config.uid, okx_label=config.label)
+        self.store.add(request, now)
+        log.info("request stored id=%s requester=%s account=%s desired=%s",
+                 request.id, user, account, desired)
+        return Requested(request, config)
+
+    def posted(self, request: ChangeRequest, channel: str, ts: str) -> ChangeRequest:
+        self.store.set_message(request.id, channel, ts, self.clock())
+        stored = self.store.get(request.id)
+        assert stored is not None
+        return stored
+
+    def abandon(self, request: ChangeRequest, reason: str) -> None:
+        """The approval could not be posted: the request must not stay pending unseen."""
+        failed = request.moved_to(Status.FAILED, error_code=reason,
+                                  error_text="the approval message could not be posted")
+        self.store.abandon(failed, self.clock())
+        log.warning("approval not posted id=%s reason=%s", request.id, reason)
+
+    async def click(self, user: str, request_id: str, approve: bool) -> Outcome | Refusal:
+        if refusal := await self.policy.may_approve(user):
+            self._refused(user, "approve" if approve else "deny", refusal, request=request_id)
+            return refusal
+        outcome = self.store.decide(request_id, user, approve, self.clock(), self.rules)
+        if outcome is None:
+            return Refusal("This request is not known to the bot (it may have been made "
+                           "with another database).")
+        log.info("click id=%s user=%s verdict=%s", request_id, user, outcome.verdict)
+        return outcome
+
+    async def execute(self, request: ChangeRequest) -> ChangeRequest:
+        """Make the OKX call for an approved request and record the result (done/failed)."""
+        final = await self._apply(request)
+        self.store.finish(final, self.clock())
+        log.info("executed id=%s status=%s result=%s code=%s", final.id, final.status,
+                 final.result, final.error_code or "-")
+        return final
+
+    def expire_due(self) -> list[ChangeRequest]:
+        return self.store.expire_due(self.clock())
+
+    async def _apply(self, request: ChangeRequest) -> ChangeRequest:
+        client = self._clients.get(request.account)
+        if client is None:
+            return request.moved_to(Status.FAILED, error_code="credentials",
+                                    error_text=self._missing.get(request.account, "no client"))
+        try:
+            confirmed = await client.set_auto_repay(request.desired)
+        except OkxError as exc:
+            return request.moved_to(Status.FAILED, error_code=exc.code, error_text=str(exc))
+        try:
+            config = await client.get_account_config()
+        except OkxError as exc:  # the write went through; only the read-back failed
+            log.warning("read-back failed id=%s code=%s", request.id, exc.code)
+            return request.moved_to(Status.DONE, result=confirmed)
+        if config.auto_repay != request.desired:
+            return request.moved_to(
+                Status.FAILED, result=config.auto_repay, error_code="mismatch",
+                error_text="OKX accepted the change but reads back the old state.",
+                okx_uid=config.uid, okx_label=config.label)
+        return request.moved_to(Status.DONE, result=config.auto_repay, okx_uid=config.uid,
+                                okx_label=config.label)
+
+    async def _read(self, account: Account) -> AccountConfig | Unavailable:
+        client = self._clients.get(account)
+        if client is None:
+            return Unavailable(account, self._missing.get(account, "not configured"))
+        try:
+            return await client.get_account_config()
+        except OkxError as exc:
+            log.warning("account config failed account=%s code=%s", account, exc.code)
+            return Unavailable(account, str(exc), exc)
+
+    def _no_change(self, user: str, result: NoChangeNeeded | NotApplicable) -> RequestResult:
+        event = "no_change_needed" if isinstance(result, NoChangeNeeded) else "not_applicable"
+        self.store.audit(event, user, now=self.clock(), account=result.account.value,
+                         acct_lv=result.config.acct_lv, auto_repay=result.config.auto_repay)
+        return result
+
+    def _refused(self, user: str, what: str, refusal: Refusal, **detail: str | bool) -> None:
+        log.info("refused user=%s action=%s", user, what)
+        self.store.audit(f"refused:{what}", user, now=self.clock(), reason=refusal.reason,
+                         **detail)

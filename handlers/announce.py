@@ -1,0 +1,58 @@
+"""Putting a request's state into Slack: the approval message, its thread, the requester."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.approvals import ChangeRequest, Status
+from handlers import blocks
+
+log = logging.getLogger("handlers.announce")
+
+
+class Announcer:
+    def __init__(self, client: AsyncWebClient) -> None:
+        self._client = client
+
+    async def post_approval(self, request: ChangeRequest, current: bool | None) -> str:
+        """Post the approval message; returns its ts."""
+        message = blocks.approval_request(request, current)
+        response = await self._client.chat_postMessage(
+            channel=request.approval_channel, **message.payload())
+        return str(response["ts"])
+
+    async def progress(self, request: ChangeRequest) -> None:
+        """Show approvals so far (still pending) or that the OKX call is under way."""
+        if request.status is Status.PENDING:
+            message = blocks.approval_request(request, not request.desired)
+        else:
+            message = blocks.approval_closed(request)
+        await self._update(request, message)
+
+    async def closed(self, request: ChangeRequest) -> None:
+        """Final state: update the approval message, reply in its thread, tell the requester."""
+        await self._update(request, blocks.approval_closed(request))
+        if request.approval_ts:
+            await self._client.chat_postMessage(
+                channel=request.approval_channel, thread_ts=request.approval_ts,
+                **blocks.thread_result(request).payload())
+        await self.tell_requester(request, blocks.requester_result(request))
+
+    async def tell_requester(self, request: ChangeRequest, message: blocks.Message) -> None:
+        """Ephemeral in the channel they asked from; a DM if the bot can't post there."""
+        try:
+            await self._client.chat_postEphemeral(
+                channel=request.origin_channel, user=request.requester, **message.payload())
+        except SlackApiError as exc:
+            log.info("ephemeral failed id=%s error=%s; sending a DM", request.id,
+                     exc.response.get("error"))
+            await self._client.chat_postMessage(channel=request.requester, **message.payload())
+
+    async def _update(self, request: ChangeRequest, message: blocks.Message) -> None:
+        if not request.approval_ts:
+            return
+        await self._client.chat_update(channel=request.approval_channel,
+                                       ts=request.approval_ts, **message.payload())

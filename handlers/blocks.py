@@ -1,0 +1,238 @@
+"""Messages for people, built with slack_sdk's Block Kit models.
+
+Every function returns a Message: `text` (the notification / fallback) and `blocks`.
+Anything that came from outside (labels, OKX messages) is escaped before it is shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from bot.approvals import ChangeRequest, Outcome, Status, Verdict
+from bot.credentials import Account
+from bot.policy import Refusal
+from bot.service import AccountState, NoChangeNeeded, NotApplicable, Unavailable
+from handlers.parsing import quote
+from okx import AccountConfig
+
+APPROVE = "autorepay_approve"
+DENY = "autorepay_deny"
+
+USAGE = (
+    "*/autorepay* switches OKX auto repay after a second person approves.\n"
+    "• `/autorepay on` · `/autorepay off`: request a change on the live account\n"
+    "• `/autorepay demo on` · `/autorepay demo off`: the same on the demo-trading account\n"
+    "• `/autorepay status` · `/autorepay demo status` (or just `demo`): show the state\n"
+    "• `/autorepay help`: this message"
+)
+
+
+@dataclass(frozen=True)
+class Message:
+    text: str
+    blocks: list[Block] = field(default_factory=list)
+
+    def payload(self) -> dict[str, Any]:
+        blocks = self.blocks or [section(self.text)]
+        return {"text": self.text, "blocks": [block.to_dict() for block in blocks]}
+
+
+def section(markdown: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=markdown))
+
+
+def context(markdown: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=markdown)])
+
+
+def onoff(value: bool | None) -> str:
+    return "unknown" if value is None else ("ON" if value else "OFF")
+
+
+def account_name(account: Account) -> str:
+    return "*DEMO* account" if account.is_demo else "live account"
+
+
+def tag(account: Account) -> str:
+    return "[DEMO] " if account.is_demo else ""
+
+
+def who(config_uid: str, label: str) -> str:
+    named = f", {quote(label, 60)}" if label else ""
+    return f"OKX uid {quote(config_uid, 40)}{named}" if config_uid else "OKX account"
+
+
+def names(users: tuple[str, ...]) -> str:
+    return ", ".join(f"<@{user}>" for user in users) or "nobody"
+
+
+# --- answers to the person typing the command --------------------------------------
+def usage(problem: str = "") -> Message:
+    return Message((problem + "\n\n" if problem else "") + USAGE)
+
+
+def refused(refusal: Refusal) -> Message:
+    return Message(f":no_entry: {refusal.reason}")
+
+
+def working(account: Account) -> Message:
+    return Message(f"{tag(account)}Checking the {account_name(account)} on OKX…")
+
+
+def status(state: AccountState) -> Message:
+    config = state.config
+    line = (f"{tag(state.account)}Auto repay is *{onoff(config.auto_repay)}* on the "
+            f"{account_name(state.account)} ({who(config.uid, config.label)}).")
+    return Message(line, [section(line), context(mode_line(config))])
+
+
+def mode_line(config: AccountConfig) -> str:
+    borrowing = "borrowing enabled" if config.enable_spot_borrow else "borrowing disabled"
+    applies = "" if config.supports_auto_repay else " Auto repay does not apply here."
+    return f"Account mode: {config.mode_name}, {borrowing}.{applies}"
+
+
+def unavailable(problem: Unavailable) -> Message:
+    return Message(f":warning: {tag(problem.account)}The {account_name(problem.account)} "
+                   f"can't be used right now: {quote(problem.reason, 400)}")
+
+
+def no_change(result: NoChangeNeeded | NotApplicable) -> Message:
+    config = result.config
+    if isinstance(result, NotApplicable):
+        text = (f"{tag(result.account)}Nothing to approve: auto repay only applies to Spot "
+                f"mode with borrowing enabled. {mode_line(config)}")
+    else:
+        text = (f"{tag(result.account)}Nothing to approve: auto repay is already "
+                f"*{onoff(config.auto_repay)}* on the {account_name(result.account)} "
+                f"({who(config.uid, config.label)}).")
+    return Message(text)
+
+
+def message_link(channel: str, ts: str) -> str:
+    return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
+
+
+def request_note(request: ChangeRequest) -> Message:
+    link = message_link(request.approval_channel, request.approval_ts)
+    return Message(
+        f"{tag(request.account)}Your request `{request.id}` to switch auto repay "
+        f"*{onoff(request.desired)}* on the {account_name(request.account)} is waiting for "
+        f"approval in <#{request.approval_channel}> (<{link}|open it>).")
+
+
+# --- the approval message and its thread --------------------------------------------
+def approval_request(request: ChangeRequest, current: bool | None) -> Message:
+    headline = (f"{tag(request.account)}<@{request.requester}> asks to switch auto repay "
+                f"*{onoff(request.desired)}* on the {account_name(request.account)}.")
+    details = (f"{who(request.okx_uid, request.okx_label)} · currently *{onoff(current)}* · "
+               f"request `{request.id}` · expires {when(request.expires_at)}")
+    blocks: list[Block] = [section(headline), context(details)]
+    if request.approvers:
+        blocks.append(context(f"Approved so far by {names(request.approvers)}"))
+    blocks.append(ActionsBlock(block_id=f"decide:{request.id}", elements=[
+        ButtonElement(text="Approve", action_id=APPROVE, value=request.id, style="primary",
+                      confirm=ConfirmObject(
+                          title="Approve this change?",
+                          text=f"Auto repay will be switched {onoff(request.desired)} on "
+                               f"the {'DEMO' if request.account.is_demo else 'live'} "
+                               "account.",
+                          confirm="Approve", deny="Cancel")),
+        ButtonElement(text="Deny", action_id=DENY, value=request.id, style="danger"),
+    ]))
+    return Message(headline, blocks)
+
+
+def approval_closed(request: ChangeRequest) -> Message:
+    """The approval message once decided: no buttons, final status."""
+    headline = (f"{tag(request.account)}<@{request.requester}> asked to switch auto repay "
+                f"*{onoff(request.desired)}* on the {account_name(request.account)}.")
+    return Message(headline, [section(headline), context(closing_line(request))])
+
+
+def closing_line(request: ChangeRequest) -> str:
+    lines = {
+        Status.APPROVED: f":hourglass_flowing_sand: Approved by {names(request.approvers)}; "
+                         "applying on OKX…",
+        Status.DONE: f":white_check_mark: Done: auto repay is *{onoff(request.result)}*. "
+                     f"Approved by {names(request.approvers)}.",
+        Status.FAILED: f":x: Failed ({quote(request.error_code)}). Approved by "
+                       f"{names(request.approvers)}.",
+        Status.DENIED: f":no_entry_sign: Denied by <@{request.decided_by}>.",
+        Status.EXPIRED: ":zzz: Expired: nobody approved it in time.",
+    }
+    return lines.get(request.status, f"Status: {request.status}") + f" · `{request.id}`"
+
+
+def thread_result(request: ChangeRequest) -> Message:
+    account = f"{tag(request.account)}the {account_name(request.account)}"
+    okx_id = who(request.okx_uid, request.okx_label)
+    by = (f"Requested by <@{request.requester}>, approved by "
+          f"{names(request.approvers)}.")
+    if request.status is Status.DONE:
+        text = (f":white_check_mark: Auto repay is now *{onoff(request.result)}* on {account} "
+                f"({okx_id}). {by}")
+    elif request.status is Status.FAILED:
+        text = (f":x: Auto repay could not be switched *{onoff(request.desired)}* on "
+                f"{account} ({okx_id}): {quote(request.error_text, 500)} {by} "
+                f"{failure_hint(request)}")
+    elif request.status is Status.DENIED:
+        text = (f":no_entry_sign: <@{request.decided_by}> denied the request to switch auto "
+                f"repay *{onoff(request.desired)}* on {account}. Nothing was changed.")
+    else:
+        text = (f":zzz: The request to switch auto repay *{onoff(request.desired)}* on "
+                f"{account} expired without approval. Nothing was changed.")
+    return Message(text)
+
+
+def failure_hint(request: ChangeRequest) -> str:
+    if request.error_code in ("network", "50001", "50004", "50013", "50026", "50011") or \
+            request.error_code.startswith("http-"):
+        return ("OKX did not answer in time, so the state is not certain: check it with "
+                f"`/autorepay {'demo ' if request.account.is_demo else ''}status`.")
+    return "Nothing was changed."
+
+
+def requester_result(request: ChangeRequest) -> Message:
+    return Message(f"Your request `{request.id}`: {closing_line(request)}")
+
+
+def approval_not_posted(request: ChangeRequest, error: str) -> Message:
+    return Message(
+        f":warning: {tag(request.account)}Your request could not be put up for approval: "
+        f"Slack refused to post in <#{request.approval_channel}> ({quote(error)}). Invite "
+        "the bot to that channel (or fix AUTOREPAY_APPROVAL_CHANNEL) and ask again. "
+        "Nothing was changed.")
+
+
+def click_feedback(outcome: Outcome, required: int) -> Message | None:
+    """What the person who clicked is told privately; None when the thread says it all."""
+    request = outcome.request
+    missing = required - len(request.approvers)
+    texts = {
+        Verdict.RECORDED: f"Your approval is recorded; {missing} more needed.",
+        Verdict.SELF_APPROVAL: "You can't approve your own request: another approver has to.",
+        Verdict.ALREADY_VOTED: f"You have already approved this request; {missing} more "
+                               "needed.",
+        Verdict.NOT_PENDING: f"This request is already {request.status}; nothing to do.",
+        Verdict.EXPIRED: "This request has expired and can no longer be approved.",
+    }
+    text = texts.get(outcome.verdict)
+    return Message(text) if text else None
+
+
+def when(epoch: float) -> str:
+    """A Slack date token: each reader sees their own time zone."""
+    seconds = int(epoch)
+    return f"<!date^{seconds}^{{date_short_pretty}} at {{time}}|in a few minutes>"

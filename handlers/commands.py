@@ -1,0 +1,76 @@
+"""/autorepay: parse → act (bot.service) → render (handlers.blocks). ack() comes first."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
+
+from bot.inflight import Inflight
+from bot.policy import Refusal
+from bot.service import (
+    AccountState,
+    AutoRepay,
+    NoChangeNeeded,
+    NotApplicable,
+    Requested,
+    Unavailable,
+)
+from handlers import blocks
+from handlers.announce import Announcer
+from handlers.parsing import Action, Command, UsageError, parse
+
+log = logging.getLogger("handlers.commands")
+
+
+def register(app: AsyncApp, service: AutoRepay, announcer: Announcer,
+             inflight: Inflight) -> None:
+    async def autorepay(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        try:
+            command = parse(str(body.get("text") or ""))
+        except UsageError as exc:
+            await ack(**blocks.usage(str(exc)).payload(), response_type="ephemeral")
+            return
+        if command.action is Action.HELP:
+            await ack(**blocks.usage().payload(), response_type="ephemeral")
+            return
+        await ack(**blocks.working(command.account).payload(), response_type="ephemeral")
+        user, channel = str(body.get("user_id", "")), str(body.get("channel_id", ""))
+        async with inflight.track():
+            reply = await run(command, user, channel, service, announcer)
+            await respond(**reply.payload(), response_type="ephemeral", replace_original=False)
+
+    app.command("/autorepay")(autorepay)
+
+
+async def run(command: Command, user: str, channel: str, service: AutoRepay,
+              announcer: Announcer) -> blocks.Message:
+    if command.action is Action.STATUS:
+        state = await service.status(user, channel, command.account)
+        return render(state)
+    result = await service.request_change(user, channel, command.account, command.desired)
+    if not isinstance(result, Requested):
+        return render(result)
+    request = result.request
+    try:
+        ts = await announcer.post_approval(request, result.config.auto_repay)
+    except SlackApiError as exc:
+        error = str(exc.response.get("error", "unknown_error"))
+        service.abandon(request, f"slack:{error}")
+        return blocks.approval_not_posted(request, error)
+    return blocks.request_note(service.posted(request, request.approval_channel, ts))
+
+
+def render(result: AccountState | NoChangeNeeded | NotApplicable | Unavailable | Refusal
+           ) -> blocks.Message:
+    match result:
+        case AccountState():
+            return blocks.status(result)
+        case NoChangeNeeded() | NotApplicable():
+            return blocks.no_change(result)
+        case Unavailable():
+            return blocks.unavailable(result)
+        case Refusal():
+            return blocks.refused(result)

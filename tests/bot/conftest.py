@@ -1,0 +1,224 @@
+"""The whole bot over real HTTP: Slack stand-in, loopback OKX, the bot's own web server.
+
+Tests drive it as Slack would (signed requests), and read what it did from the stand-in
+and the OKX server. At the end of each test, no secret may appear in any log line or
+anything sent to Slack.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+
+from bot.app import Runtime, build, web_app
+from bot.config import Settings
+from okx import RetryPolicy
+from tests.fakes.loopback import LoopbackServer
+from tests.fakes.okx_server import FakeOkx
+from tests.fakes.slack_requests import block_action, form_payload, signed_headers, slash_command
+from tests.fakes.slack_server import FakeSlack
+
+ALICE = "U0ALICE01"  # requester (and approver, to test self-approval)
+BOB = "U0BOB0001"  # approver
+CAROL = "U0CAROL01"  # approver
+DAVE = "U0DAVE001"  # requester through the S0TRADERS user group
+MALLORY = "U0MALLORY"  # nobody
+OPS = "C0OPS0001"
+APPROVALS = "C0APPROVE"
+SIGNING_SECRET = "signing-secret-never-shown"
+OKX_ENV = {
+    "OKX_API_KEY": "live-key-1111", "OKX_API_SECRET": "LIVE-SECRET-never-shown",
+    "OKX_API_PASSPHRASE": "LIVE-PASS-never-shown",
+    "OKX_DEMO_API_KEY": "demo-key-2222", "OKX_DEMO_API_SECRET": "DEMO-SECRET-never-shown",
+    "OKX_DEMO_API_PASSPHRASE": "DEMO-PASS-never-shown",
+}
+SECRETS = [SIGNING_SECRET, "xoxb-test-bot-token", "xapp-test-app-token",
+           *(v for k, v in OKX_ENV.items() if "KEY" not in k)]
+
+
+class WallClock:
+    """The bot's wall clock; tests move it forward to expire requests."""
+
+    def __init__(self) -> None:
+        import time
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class BotServer(LoopbackServer):
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__()
+        self.runtime = runtime
+
+    def build_app(self) -> web.Application:
+        return web_app(self.runtime, sweep_every=None)  # tests sweep expiry themselves
+
+
+@dataclass
+class Harness:
+    slack: FakeSlack
+    okx: FakeOkx
+    settings: Settings
+    environ: dict[str, str]
+    clock: WallClock
+    server: BotServer | None = None
+
+    def __post_init__(self) -> None:
+        self._names = itertools.count(1)
+        self.http = httpx.Client(timeout=10)
+
+    # --- life cycle ---------------------------------------------------------------------
+    def start(self, **changes: Any) -> Harness:
+        if changes:
+            self.settings = replace(self.settings, **changes)
+        runtime = build(self.settings, self.environ, clock=self.clock,
+                        retry=RetryPolicy(base_delay=0.01, max_delay=0.05, deadline=5.0))
+        self.server = BotServer(runtime)
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def runtime(self) -> Runtime:
+        assert self.server is not None
+        return self.server.runtime
+
+    @property
+    def events_url(self) -> str:
+        assert self.server is not None
+        return self.server.url + "/slack/events"
+
+    # --- acting as Slack ----------------------------------------------------------------
+    def post(self, body: str, *, secret: str = SIGNING_SECRET,
+             timestamp: int | None = None) -> httpx.Response:
+        return self.http.post(self.events_url, content=body,
+                              headers=signed_headers(secret, body, timestamp))
+
+    def command(self, text: str, user: str = ALICE, channel: str = OPS) -> Reply:
+        name = f"cmd{next(self._names)}"
+        url = self.slack.response_url(name)
+        return Reply(self, name, self.post(slash_command(text, user, channel, url)))
+
+    def approval_message(self, index: int = -1) -> tuple[str, dict[str, Any]]:
+        """(ts, args) of a posted approval message, waiting for it if need be."""
+        posts = self.slack.wait_for(lambda: self.slack.posted(APPROVALS))
+        call = [c for c in self.slack.called("chat.postMessage")
+                if c.args in posts][index]
+        return str(call.answer["ts"]), call.args
+
+    def click(self, user: str, action_id: str, index: int = -1) -> Reply:
+        ts, message = self.approval_message(index)
+        name = f"click{next(self._names)}"
+        payload = block_action(user, APPROVALS, ts, message, action_id,
+                               self.slack.response_url(name))
+        return Reply(self, name, self.post(form_payload(payload)))
+
+    def clicks(self, users: list[str], action_id: str) -> list[Reply]:
+        with ThreadPoolExecutor(max_workers=len(users)) as pool:
+            return list(pool.map(lambda u: self.click(u, action_id), users))
+
+    def thread_replies(self, count: int = 1) -> list[dict[str, Any]]:
+        ts, _ = self.approval_message()
+        return self.slack.wait_for(  # type: ignore[no-any-return]
+            lambda: (r := self.slack.thread(ts)) and len(r) >= count and r)
+
+    def expire(self, seconds: float) -> None:
+        from handlers.expiry import expire_now
+        self.clock.now += seconds
+        assert self.server is not None
+        self.server.call(expire_now(self.runtime.service, self.runtime.announcer))
+
+
+@dataclass
+class Reply:
+    """The HTTP answer to one request Slack sent, and what came later on its response_url."""
+
+    harness: Harness
+    name: str
+    response: httpx.Response
+
+    @property
+    def ack_text(self) -> str:
+        return self.response.json().get("text", "") if self.response.content else ""
+
+    def followup(self, count: int = 1) -> str:
+        slack = self.harness.slack
+        bodies = slack.wait_for(lambda: len(b := slack.responses_to(self.name)) >= count and b)
+        return str(bodies[count - 1]["text"])
+
+
+def everything_said(slack: FakeSlack) -> str:
+    return json.dumps([[c.method, c.args] for c in slack.calls] + slack.responses)
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    server = FakeSlack(groups={"S0TRADERS": [DAVE]})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def okx(okx_server: FakeOkx) -> FakeOkx:
+    okx_server.add_account(api_key=OKX_ENV["OKX_API_KEY"], secret=OKX_ENV["OKX_API_SECRET"],
+                           passphrase=OKX_ENV["OKX_API_PASSPHRASE"])
+    okx_server.add_account(api_key=OKX_ENV["OKX_DEMO_API_KEY"],
+                           secret=OKX_ENV["OKX_DEMO_API_SECRET"],
+                           passphrase=OKX_ENV["OKX_DEMO_API_PASSPHRASE"], demo=True,
+                           uid="900000000001", label="demo-desk")
+    return okx_server
+
+
+@pytest.fixture
+def settings(slack: FakeSlack, okx: FakeOkx, tmp_path: Path) -> Settings:
+    return Settings(
+        slack_bot_token=slack.bot_token, slack_signing_secret=SIGNING_SECRET,
+        slack_app_token="", slack_api_url=slack.api_url, approval_channel=APPROVALS,
+        requesters=(ALICE, "S0TRADERS"), approvers=(BOB, CAROL, ALICE),
+        db_path=tmp_path / "autorepay.db", okx_base_url=okx.url)
+
+
+@pytest.fixture
+def harness(slack: FakeSlack, okx: FakeOkx, settings: Settings,
+            caplog: pytest.LogCaptureFixture) -> Iterator[Harness]:
+    caplog.set_level("DEBUG")
+    h = Harness(slack, okx, settings, dict(OKX_ENV), WallClock())
+    yield h
+    h.stop()
+    h.http.close()
+    said = everything_said(slack) + caplog.text
+    for secret in SECRETS:
+        assert secret not in said, "a secret reached Slack or the logs"
+
+
+@pytest.fixture
+def bot(harness: Harness) -> Harness:
+    return harness.start()
+
+
+def live(okx: FakeOkx) -> Any:
+    return okx.accounts[OKX_ENV["OKX_API_KEY"]]
+
+
+def demo(okx: FakeOkx) -> Any:
+    return okx.accounts[OKX_ENV["OKX_DEMO_API_KEY"]]

@@ -1,0 +1,175 @@
+"""A stand-in for Slack on loopback: the Web API methods the bot uses, response_url
+endpoints, and a Socket Mode WebSocket.
+
+It records every call, keeps posted messages so chat.update can change them, answers
+usergroups.users.list from `groups`, and can be told to fail a method.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tests.fakes.loopback import LoopbackServer
+
+BOT_USER = "UBOTUSER1"
+TEAM = "T0TEAM001"
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    token: str
+    answer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Failure:
+    error: str
+    status: int = 200
+    retry_after: int | None = None
+
+
+@dataclass
+class FakeSlack(LoopbackServer):
+    bot_token: str = "xoxb-test-bot-token"
+    app_token: str = "xapp-test-app-token"
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    responses: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    socket_acks: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__()
+        self._changed = threading.Condition()
+        self._failures: dict[str, deque[Failure]] = {}
+        self._ts = itertools.count(1)
+        self._sockets: list[web.WebSocketResponse] = []
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/api/"
+
+    def response_url(self, name: str) -> str:
+        return f"{self.url}/response/{name}"
+
+    # --- what tests arrange and inspect -------------------------------------------------
+    def fail(self, method: str, error: str, times: int = 1, *, status: int = 200,
+             retry_after: int | None = None) -> None:
+        queue = self._failures.setdefault(method, deque())
+        queue.extend(Failure(error, status, retry_after) for _ in range(times))
+
+    def called(self, method: str) -> list[Call]:
+        return [call for call in self.calls if call.method == method]
+
+    def wait_for(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Block until `condition()` is truthy (re-checked on every call the stand-in sees)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not (result := condition()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out waiting; calls: {self.summary()}")
+                self._changed.wait(left)
+        return result
+
+    def summary(self) -> list[str]:
+        return [c.method for c in self.calls] + [f"response:{n}" for n, _ in self.responses]
+
+    def posted(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """Top-level messages posted (not thread replies), in order."""
+        return [c.args for c in self.called("chat.postMessage")
+                if "thread_ts" not in c.args and channel in (None, c.args.get("channel"))]
+
+    def thread(self, ts: str) -> list[dict[str, Any]]:
+        return [c.args for c in self.called("chat.postMessage") if c.args.get("thread_ts") == ts]
+
+    def responses_to(self, name: str) -> list[dict[str, Any]]:
+        return [body for n, body in self.responses if n == name]
+
+    def send_envelope(self, envelope: dict[str, Any]) -> None:
+        async def send() -> None:
+            for ws in self._sockets:
+                await ws.send_json(envelope)
+        self.call(send())
+
+    # --- the server ---------------------------------------------------------------------
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/response/{name}", self._response_url)
+        app.router.add_get("/socket", self._socket)
+        return app
+
+    def _record(self, item: Any, into: list[Any]) -> None:
+        with self._changed:
+            into.append(item)
+            self._changed.notify_all()
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            args.update(await request.json())
+        elif request.can_read_body:
+            args.update(await request.post())
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        call = Call(method, args, token)
+        expected = self.app_token if method == "apps.connections.open" else self.bot_token
+        failures = self._failures.get(method)
+        status, headers = 200, {}
+        if token != expected:
+            call.answer = {"ok": False, "error": "invalid_auth"}
+        elif failures:
+            failure = failures.popleft()
+            call.answer = {"ok": False, "error": failure.error}
+            status = failure.status
+            headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else {}
+        else:
+            call.answer = {"ok": True, **self._answer(method, args)}
+        self._record(call, self.calls)
+        return web.json_response(call.answer, status=status, headers=headers)
+
+    def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        if method == "auth.test":
+            return {"user_id": BOT_USER, "team_id": TEAM, "bot_id": "B0BOT0001",
+                    "user": "autorepay", "team": "Test", "url": "https://test.slack.com/"}
+        if method == "chat.postMessage":
+            ts = f"{1_700_000_000 + next(self._ts)}.000100"
+            return {"channel": args.get("channel"), "ts": ts,
+                    "message": {"text": args.get("text"), "ts": ts}}
+        if method == "chat.update":
+            return {"channel": args.get("channel"), "ts": args.get("ts")}
+        if method == "chat.postEphemeral":
+            return {"message_ts": f"{1_700_000_000 + next(self._ts)}.000200"}
+        if method == "usergroups.users.list":
+            return {"users": self.groups.get(str(args.get("usergroup")), [])}
+        if method == "apps.connections.open":
+            return {"url": f"ws://127.0.0.1:{self.port}/socket"}
+        return {}
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        self._record((request.match_info["name"], await request.json()), self.responses)
+        return web.Response(text="ok")
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": 1,
+                            "debug_info": {"host": "loopback"},
+                            "connection_info": {"app_id": "A0APP0001"}})
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                self._record(json.loads(message.data), self.socket_acks)
+        self._sockets.remove(ws)
+        return ws
