@@ -17,10 +17,9 @@ from pathlib import Path
 
 from aiohttp import web
 from dotenv import load_dotenv
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot import credentials
-from bot.app import Runtime, build, web_app
+from bot.app import Runtime, build, socket_mode, web_app
 from bot.config import ConfigError, Settings, load_settings, okx_base_url
 from bot.credentials import Account, CredentialsError
 from okx import Credentials, OkxClient, OkxError
@@ -80,22 +79,17 @@ def serve_http(runtime: Runtime, settings: Settings) -> None:
 
 
 async def run_socket_mode(runtime: Runtime) -> None:
-    handler = AsyncSocketModeHandler(runtime.app, runtime.settings.slack_app_token)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await handler.connect_async()  # type: ignore[no-untyped-call]
-    await runtime.start()
-    await stop.wait()
-    logging.getLogger("bot").info("shutting down")
-    await handler.close_async()  # type: ignore[no-untyped-call]
-    await runtime.stop()
+    await socket_mode(runtime, stop)
 
 
 def manage_credentials(action: str, account: Account, environ: Mapping[str, str]) -> int:
     try:
         if action == "set":
+            credentials.ensure_keyring(account)
             credentials.save(account, prompt_credentials(account))
             print(f"Stored the OKX {account} credentials in the keyring "
                   f"(service {credentials.SERVICE}).")

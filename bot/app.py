@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -151,3 +152,15 @@ def web_app(runtime: Runtime, sweep_every: float | None = EXPIRY_SWEEP_SECONDS
     application.on_startup.append(on_startup)
     application.on_cleanup.append(on_cleanup)
     return application
+
+
+async def socket_mode(runtime: Runtime, stop: asyncio.Event,
+                      sweep_every: float | None = EXPIRY_SWEEP_SECONDS) -> None:
+    """Socket Mode: connect out to Slack, serve until `stop` is set, then drain."""
+    handler = AsyncSocketModeHandler(runtime.app, runtime.settings.slack_app_token)
+    await handler.connect_async()  # type: ignore[no-untyped-call]
+    await runtime.start(sweep_every)
+    await stop.wait()
+    log.info("shutting down")
+    await handler.close_async()  # type: ignore[no-untyped-call]
+    await runtime.stop()

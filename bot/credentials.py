@@ -62,6 +62,14 @@ def load(account: Account, environ: Mapping[str, str]) -> Credentials:
         f"or set {', '.join(names)}")
 
 
+def ensure_keyring(account: Account) -> None:
+    """Fail before anyone types a secret if there is nowhere to keep it."""
+    try:
+        keyring.get_password(SERVICE, account.value)
+    except KeyringError:
+        raise KeyringUnavailable(_no_keyring(account)) from None
+
+
 def save(account: Account, credentials: Credentials) -> None:
     blob = json.dumps({"api_key": credentials.api_key, "secret": credentials.secret,
                        "passphrase": credentials.passphrase})

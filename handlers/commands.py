@@ -8,6 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 
+from bot.approvals import Status
 from bot.inflight import Inflight
 from bot.policy import Refusal
 from bot.service import (
@@ -60,7 +61,10 @@ async def run(command: Command, user: str, channel: str, service: AutoRepay,
         error = str(exc.response.get("error", "unknown_error"))
         service.abandon(request, f"slack:{error}")
         return blocks.approval_not_posted(request, error)
-    return blocks.request_note(service.posted(request, request.approval_channel, ts))
+    request = service.posted(request, request.approval_channel, ts)
+    if request.status is not Status.PENDING:  # expired while the message was being posted
+        await announcer.closed(request)
+    return blocks.request_note(request)
 
 
 def render(result: AccountState | NoChangeNeeded | NotApplicable | Unavailable | Refusal

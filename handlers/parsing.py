@@ -41,7 +41,8 @@ ACCOUNT_ACTIONS = {"on": Action.ON, "off": Action.OFF, "status": Action.STATUS}
 def parse(text: str) -> Command:
     if len(text) > MAX_TEXT:
         raise UsageError("That is too long to be an /autorepay command.")
-    words = text.casefold().split()
+    original = text.split()
+    words = [word.casefold() for word in original]
     match words:
         case [] | ["help"]:
             return Command(Action.HELP)
@@ -51,15 +52,17 @@ def parse(text: str) -> Command:
             return Command(Action.STATUS, Account.DEMO)
         case ["demo", word] if word in ACCOUNT_ACTIONS:
             return Command(ACCOUNT_ACTIONS[word], Account.DEMO)
-    raise UsageError(f"I didn't understand “{quote(_first_unknown(words))}”.")
+    unknown = original[_first_unknown(words)]
+    raise UsageError(f"I didn't understand “{quote(unknown)}”.")
 
 
-def _first_unknown(words: list[str]) -> str:
+def _first_unknown(words: list[str]) -> int:
+    """Index of the first word that makes the text not a command."""
     if words[0] not in (*ACCOUNT_ACTIONS, "help", "demo"):
-        return words[0]
+        return 0
     if words[0] == "demo" and words[1] not in ACCOUNT_ACTIONS:
-        return words[1]
-    return words[2] if words[0] == "demo" else words[1]
+        return 1
+    return 2 if words[0] == "demo" else 1
 
 
 def quote(word: str, limit: int = 30) -> str:

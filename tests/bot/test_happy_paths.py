@@ -33,7 +33,7 @@ def test_live_on_is_approved_applied_and_reported_in_the_thread(bot: Harness) ->
 
 def test_live_off(bot: Harness) -> None:
     live(bot.okx).auto_repay = True
-    bot.command("OFF ")
+    bot.command("OFF ").followup()
     bot.click(BOB, APPROVE)
     assert "now *OFF*" in bot.thread_replies()[0]["text"]
     assert live(bot.okx).auto_repay is False

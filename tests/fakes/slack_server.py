@@ -96,6 +96,10 @@ class FakeSlack(LoopbackServer):
     def responses_to(self, name: str) -> list[dict[str, Any]]:
         return [body for n, body in self.responses if n == name]
 
+    @property
+    def connected(self) -> bool:
+        return bool(self._sockets)
+
     def send_envelope(self, envelope: dict[str, Any]) -> None:
         async def send() -> None:
             for ws in self._sockets:
@@ -164,7 +168,7 @@ class FakeSlack(LoopbackServer):
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        self._sockets.append(ws)
+        self._record(ws, self._sockets)
         await ws.send_json({"type": "hello", "num_connections": 1,
                             "debug_info": {"host": "loopback"},
                             "connection_info": {"app_id": "A0APP0001"}})

@@ -1,0 +1,118 @@
+"""`python -m bot` as a person runs it: real processes, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.__main__ import manage_credentials
+from bot.credentials import Account
+from tests.bot.conftest import APPROVALS, OKX_ENV
+from tests.fakes.memory_keyring import MemoryKeyring
+from tests.fakes.okx_server import FakeOkx
+from tests.fakes.slack_server import FakeSlack
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bot_process(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT),
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    return subprocess.Popen([sys.executable, "-m", "bot", *args], env={**base, **env},
+                            cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_config_mistakes_exit_2_with_one_line_each(tmp_path: Path) -> None:
+    process = bot_process([], {"AUTOREPAY_APPROVAL_CHANNEL": "approvals"}, tmp_path)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 2
+    lines = err.strip().splitlines()
+    assert all(line.startswith("autorepay: config error: ") for line in lines)
+    assert any("SLACK_BOT_TOKEN" in line for line in lines)
+    assert any("'approvals' is not a channel ID" in line for line in lines)
+
+
+def test_run_command_starts_from_dotenv_serves_healthz_and_stops_on_sigterm(
+        tmp_path: Path, slack: FakeSlack, okx: FakeOkx) -> None:
+    port = free_port()
+    dotenv = {
+        "SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": "from-dotenv",
+        "SLACK_API_URL": slack.api_url, "AUTOREPAY_APPROVAL_CHANNEL": APPROVALS,
+        "AUTOREPAY_REQUESTERS": "U0ALICE01", "AUTOREPAY_APPROVERS": "U0BOB0001",
+        "OKX_BASE_URL": okx.url, "PORT": "1", "AUTOREPAY_HOST": "127.0.0.1", **OKX_ENV,
+    }
+    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in dotenv.items()))
+    process = bot_process([], {"PORT": str(port)}, tmp_path)  # the real environment wins
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert process.poll() is None, process.communicate()[1]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "bot did not become ready"
+            time.sleep(0.05)  # waiting for another process to come up; no clock to inject
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=15)
+    finally:
+        process.kill()
+    assert process.returncode == 0
+    assert (tmp_path / "autorepay.db").exists()
+    for secret in ("from-dotenv", OKX_ENV["OKX_API_SECRET"], OKX_ENV["OKX_API_PASSPHRASE"]):
+        assert secret not in err
+
+
+def test_credentials_check_reads_the_account(tmp_path: Path, okx: FakeOkx) -> None:
+    process = bot_process(["credentials", "check"], {**OKX_ENV, "OKX_BASE_URL": okx.url},
+                          tmp_path)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "uid 448812345678" in out and "Spot mode" in out and "auto repay:   OFF" in out
+    for secret in (OKX_ENV["OKX_API_SECRET"], OKX_ENV["OKX_API_PASSPHRASE"]):
+        assert secret not in out + err
+
+
+def test_credentials_check_without_any(tmp_path: Path) -> None:
+    process = bot_process(["credentials", "check", "--demo"], {}, tmp_path)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert "credentials set --demo" in err and "OKX_DEMO_API_KEY" in err
+
+
+def test_credentials_set_without_a_keyring_says_what_to_do(tmp_path: Path) -> None:
+    process = bot_process(["credentials", "set"], {}, tmp_path)
+    out, err = process.communicate(input="key\nsecret\npass\n", timeout=30)
+    assert process.returncode == 2
+    assert "No usable keyring" in err and "OKX_API_KEY" in err
+    assert "API key:" not in out  # told before typing any secret
+
+
+def test_credentials_set_and_delete(memory_keyring: MemoryKeyring,
+                                    monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    answers = iter(["SECRET-typed", "PASS-typed"])
+    monkeypatch.setattr("builtins.input", lambda _: "demo-key-typed")
+    monkeypatch.setattr("getpass.getpass", lambda _: next(answers))
+    assert manage_credentials("set", Account.DEMO, {}) == 0
+    assert "SECRET-typed" in memory_keyring.entries[("autorepay-bot", "demo")]
+    assert manage_credentials("delete", Account.DEMO, {}) == 0
+    assert memory_keyring.entries == {}
+    out = capsys.readouterr().out
+    assert "SECRET-typed" not in out and "PASS-typed" not in out

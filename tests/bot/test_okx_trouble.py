@@ -1,0 +1,65 @@
+"""SPEC §3.7: OKX refusals and outages are explained in the thread, with OKX's code."""
+
+from __future__ import annotations
+
+import pytest
+
+from handlers.blocks import APPROVE
+from tests.bot.conftest import BOB, Harness, live
+
+
+@pytest.mark.parametrize(("arrange", "words", "code"), [
+    (lambda a: setattr(a, "perm", "read_only"), "lacks the Trade permission", "50120"),
+    (lambda a: setattr(a, "acct_lv", "3"), "not in Spot mode", "51010"),
+])
+def test_refusal_after_approval_is_explained(bot: Harness, arrange: object, words: str,
+                                             code: str) -> None:
+    bot.command("on").followup()
+    arrange(live(bot.okx))  # type: ignore[operator]  # changed between request and click
+    bot.click(BOB, APPROVE)
+    text = bot.thread_replies()[0]["text"]
+    assert words in text and f"OKX code {code}" in text and "Nothing was changed" in text
+    assert bot.okx.codes() == [code]  # asked once, not retried
+    assert live(bot.okx).auto_repay is False
+
+
+def test_wrong_environment_key_is_explained(harness: Harness) -> None:
+    harness.environ["OKX_API_KEY"] = "demo-key-2222"  # a demo key configured as live
+    harness.environ["OKX_API_SECRET"] = harness.environ["OKX_DEMO_API_SECRET"]
+    harness.environ["OKX_API_PASSPHRASE"] = harness.environ["OKX_DEMO_API_PASSPHRASE"]
+    bot = harness.start()
+    text = bot.command("status").followup()
+    assert "does not match the demo/live environment" in text and "50101" in text
+
+
+def test_outage_during_execution_is_reported_honestly(bot: Harness) -> None:
+    bot.command("on").followup()
+    bot.okx.fail_next("50001", times=50, path="/api/v5/account/set-auto-repay")
+    bot.click(BOB, APPROVE)
+    text = bot.thread_replies()[0]["text"]
+    assert "could not be switched" in text and "50001" in text
+    assert "check it with `/autorepay status`" in text
+
+
+def test_okx_down_at_request_time(bot: Harness) -> None:
+    bot.okx.fail_next("http500", times=50)
+    text = bot.command("on").followup()
+    assert "can't be used right now" in text
+    assert bot.slack.posted() == []
+
+
+def test_slow_okx_does_not_delay_the_ack(bot: Harness) -> None:
+    bot.okx.fail_next("slow", seconds=2.0)
+    reply = bot.command("status")
+    assert reply.response.elapsed.total_seconds() < 1.0
+    assert "Auto repay is *OFF*" in reply.followup()
+
+
+def test_missing_demo_credentials_keep_live_working(harness: Harness) -> None:
+    for name in ("OKX_DEMO_API_KEY", "OKX_DEMO_API_SECRET", "OKX_DEMO_API_PASSPHRASE"):
+        del harness.environ[name]
+    bot = harness.start()
+    text = bot.command("demo on").followup()
+    assert "can't be used right now" in text and "OKX_DEMO_API_KEY" in text
+    assert "credentials set --demo" in text
+    assert "waiting for approval" in bot.command("on").followup()
