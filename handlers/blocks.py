@@ -176,24 +176,24 @@ def closing_line(request: ChangeRequest) -> str:
 
 
 def thread_result(request: ChangeRequest) -> Message:
-    account = f"{tag(request.account)}the {account_name(request.account)}"
+    account = f"the {account_name(request.account)}"
     okx_id = who(request.okx_uid, request.okx_label)
     by = (f"Requested by <@{request.requester}>, approved by "
           f"{names(request.approvers)}.")
+    wanted = onoff(request.desired)
     if request.status is Status.DONE:
         text = (f":white_check_mark: Auto repay is now *{onoff(request.result)}* on {account} "
                 f"({okx_id}). {by}")
     elif request.status is Status.FAILED:
-        text = (f":x: Auto repay could not be switched *{onoff(request.desired)}* on "
-                f"{account} ({okx_id}): {quote(request.error_text, 500)} {by} "
-                f"{failure_hint(request)}")
+        text = (f":x: Auto repay could not be switched *{wanted}* on {account} ({okx_id}): "
+                f"{quote(request.error_text, 500)} {by} {failure_hint(request)}")
     elif request.status is Status.DENIED:
         text = (f":no_entry_sign: <@{request.decided_by}> denied the request to switch auto "
-                f"repay *{onoff(request.desired)}* on {account}. Nothing was changed.")
+                f"repay *{wanted}* on {account}. Nothing was changed.")
     else:
-        text = (f":zzz: The request to switch auto repay *{onoff(request.desired)}* on "
-                f"{account} expired without approval. Nothing was changed.")
-    return Message(text)
+        text = (f":zzz: The request to switch auto repay *{wanted}* on {account} expired "
+                "without approval. Nothing was changed.")
+    return Message(tag(request.account) + text)
 
 
 def failure_hint(request: ChangeRequest) -> str:
@@ -205,7 +205,9 @@ def failure_hint(request: ChangeRequest) -> str:
 
 
 def requester_result(request: ChangeRequest) -> Message:
-    return Message(f"Your request `{request.id}`: {closing_line(request)}")
+    return Message(f"{tag(request.account)}Your request to switch auto repay "
+                   f"*{onoff(request.desired)}* on the {account_name(request.account)}: "
+                   f"{closing_line(request)}")
 
 
 def approval_not_posted(request: ChangeRequest, error: str) -> Message:
