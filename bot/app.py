@@ -31,7 +31,7 @@ from bot.policy import GroupLookupError, Policy
 from bot.service import AutoRepay
 from bot.store import Store
 from handlers.announce import Announcer
-from handlers.expiry import expire_forever
+from handlers.expiry import expire_forever, recover
 from okx import OkxClient
 
 log = logging.getLogger("bot")
@@ -50,11 +50,16 @@ class Runtime:
     ready: bool = False
 
     async def start(self, sweep_every: float | None = EXPIRY_SWEEP_SECONDS) -> None:
+        self.background.append(asyncio.create_task(self._recover()))
         if sweep_every:
             self.background.append(asyncio.create_task(
                 expire_forever(self.service, self.announcer, sweep_every)))
         self.ready = True
         log.info("ready mode=%s", "socket" if self.settings.socket_mode else "http")
+
+    async def _recover(self) -> None:
+        async with self.inflight.track():
+            await recover(self.service, self.announcer)
 
     async def stop(self, drain_seconds: float = 30.0) -> None:
         self.ready = False

@@ -153,6 +153,16 @@ class AutoRepay:
     def expire_due(self) -> list[ChangeRequest]:
         return self.store.expire_due(self.clock())
 
+    def announced(self, request: ChangeRequest) -> None:
+        self.store.mark_announced(request.id, self.clock())
+
+    def interrupted(self) -> list[ChangeRequest]:
+        """Approved before a crash, OKX result never recorded: to be executed again.
+
+        Setting auto repay is idempotent, so running the same decision again is safe.
+        """
+        return self.store.with_status(Status.APPROVED)
+
     async def _apply(self, request: ChangeRequest) -> ChangeRequest:
         client = self._clients.get(request.account)
         if client is None:

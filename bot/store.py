@@ -58,6 +58,12 @@ MIGRATIONS = [
         detail TEXT NOT NULL DEFAULT '{}'
     );
     """,
+    # announced: the final state has been put into Slack (message, thread, requester).
+    # Rows from before this column existed were announced by the version that made them.
+    """
+    ALTER TABLE requests ADD COLUMN announced INTEGER NOT NULL DEFAULT 0;
+    UPDATE requests SET announced = 1 WHERE status NOT IN ('pending', 'approved');
+    """,
 ]
 
 
@@ -180,9 +186,26 @@ class Store:
             return expired
 
     def with_status(self, status: Status) -> list[ChangeRequest]:
+        return self._select("status = ?", status.value)
+
+    def unannounced(self) -> list[ChangeRequest]:
+        """Decided requests whose outcome never made it into Slack (crash, Slack down)."""
+        return self._select("status NOT IN ('pending', 'approved') AND announced = 0")
+
+    def unposted(self) -> list[ChangeRequest]:
+        """Pending requests whose approval message was never posted (crash)."""
+        return self._select("status = 'pending' AND approval_ts = ''")
+
+    def mark_announced(self, request_id: str, now: float) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE requests SET announced = 1, updated_at = ? WHERE id = ?",
+                       (now, request_id))
+            self._audit(db, now, "announced", "", request_id)
+
+    def _select(self, where: str, *args: object) -> list[ChangeRequest]:
         with self._lock:
-            rows = self._db.execute("SELECT id FROM requests WHERE status = ? ORDER BY"
-                                    " created_at", (status.value,)).fetchall()
+            rows = self._db.execute(f"SELECT id FROM requests WHERE {where}"
+                                    " ORDER BY created_at", args).fetchall()
             return [r for r in (self._load(self._db, row["id"]) for row in rows) if r]
 
     # --- audit --------------------------------------------------------------

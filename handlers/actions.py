@@ -12,7 +12,7 @@ from bot.inflight import Inflight
 from bot.policy import Refusal
 from bot.service import AutoRepay
 from handlers import blocks
-from handlers.announce import Announcer
+from handlers.announce import Announcer, report
 
 log = logging.getLogger("handlers.actions")
 
@@ -52,9 +52,9 @@ async def follow_up(outcome: Outcome, service: AutoRepay, announcer: Announcer) 
     request = outcome.request
     if outcome.verdict is Verdict.APPROVED:  # exactly one click gets here per request
         await announcer.progress(request)
-        await announcer.closed(await service.execute(request))
+        await report(service, announcer, await service.execute(request))
     elif outcome.verdict in (Verdict.DENIED, Verdict.EXPIRED):
-        await announcer.closed(request)
+        await report(service, announcer, request)
     elif outcome.verdict is Verdict.RECORDED:
         await announcer.progress(request)
 

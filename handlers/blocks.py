@@ -175,7 +175,7 @@ def closing_line(request: ChangeRequest) -> str:
     return lines.get(request.status, f"Status: {request.status}") + f" · `{request.id}`"
 
 
-def thread_result(request: ChangeRequest) -> Message:
+def thread_result(request: ChangeRequest, *, resumed: bool = False) -> Message:
     account = f"the {account_name(request.account)}"
     okx_id = who(request.okx_uid, request.okx_label)
     by = (f"Requested by <@{request.requester}>, approved by "
@@ -193,7 +193,8 @@ def thread_result(request: ChangeRequest) -> Message:
     else:
         text = (f":zzz: The request to switch auto repay *{wanted}* on {account} expired "
                 "without approval. Nothing was changed.")
-    return Message(tag(request.account) + text)
+    note = ":arrows_counterclockwise: Resumed after a restart of the bot. " if resumed else ""
+    return Message(tag(request.account) + note + text)
 
 
 def failure_hint(request: ChangeRequest) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 
-from bot.approvals import Status
+from bot.approvals import ChangeRequest, Status
 from bot.inflight import Inflight
 from bot.policy import Refusal
 from bot.service import (
@@ -20,7 +20,7 @@ from bot.service import (
     Unavailable,
 )
 from handlers import blocks
-from handlers.announce import Announcer
+from handlers.announce import Announcer, error, report
 from handlers.parsing import Action, Command, UsageError, parse
 
 log = logging.getLogger("handlers.commands")
@@ -54,16 +54,21 @@ async def run(command: Command, user: str, channel: str, service: AutoRepay,
     result = await service.request_change(user, channel, command.account, command.desired)
     if not isinstance(result, Requested):
         return render(result)
-    request = result.request
+    return await put_up_for_approval(result.request, result.config.auto_repay, service,
+                                     announcer)
+
+
+async def put_up_for_approval(request: ChangeRequest, current: bool | None,
+                              service: AutoRepay, announcer: Announcer) -> blocks.Message:
+    """Post the approval message for a stored request; the note for the requester."""
     try:
-        ts = await announcer.post_approval(request, result.config.auto_repay)
+        ts = await announcer.post_approval(request, current)
     except SlackApiError as exc:
-        error = str(exc.response.get("error", "unknown_error"))
-        service.abandon(request, f"slack:{error}")
-        return blocks.approval_not_posted(request, error)
+        service.abandon(request, f"slack:{error(exc)}")
+        return blocks.approval_not_posted(request, error(exc))
     request = service.posted(request, request.approval_channel, ts)
     if request.status is not Status.PENDING:  # expired while the message was being posted
-        await announcer.closed(request)
+        await report(service, announcer, request)
     return blocks.request_note(request)
 
 

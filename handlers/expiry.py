@@ -1,15 +1,15 @@
-"""Expiring requests nobody decided in time, and saying so in Slack."""
+"""Background duties: expiring requests nobody decided in time, and (at start-up)
+finishing what a crash interrupted."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from slack_sdk.errors import SlackApiError
-
 from bot.approvals import ChangeRequest
 from bot.service import AutoRepay
-from handlers.announce import Announcer
+from handlers.announce import Announcer, report
+from handlers.commands import put_up_for_approval
 
 log = logging.getLogger("handlers.expiry")
 
@@ -18,11 +18,7 @@ async def expire_now(service: AutoRepay, announcer: Announcer) -> list[ChangeReq
     expired = service.expire_due()
     for request in expired:
         log.info("expired id=%s", request.id)
-        try:
-            await announcer.closed(request)
-        except SlackApiError as exc:  # the next sweep must still run
-            log.warning("could not announce expiry id=%s error=%s", request.id,
-                        exc.response.get("error"))
+        await report(service, announcer, request)
     return expired
 
 
@@ -30,3 +26,17 @@ async def expire_forever(service: AutoRepay, announcer: Announcer, interval: flo
     while True:
         await expire_now(service, announcer)
         await asyncio.sleep(interval)
+
+
+async def recover(service: AutoRepay, announcer: Announcer) -> None:
+    """Finish every request a crash left half done; each says in its thread it resumed."""
+    for request in service.interrupted():
+        log.info("resuming approved request id=%s", request.id)
+        await report(service, announcer, await service.execute(request), resumed=True)
+    for request in service.store.unannounced():
+        log.info("announcing outcome id=%s status=%s", request.id, request.status)
+        await report(service, announcer, request, resumed=True)
+    for request in service.store.unposted():
+        log.info("posting approval id=%s", request.id)
+        note = await put_up_for_approval(request, not request.desired, service, announcer)
+        await announcer.tell_requester(request, note)

@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bot.__main__ import manage_credentials
 from bot.credentials import Account
 from tests.bot.conftest import APPROVALS, OKX_ENV
+from tests.bot.process import bot_process, free_port, wait_ready
 from tests.fakes.memory_keyring import MemoryKeyring
 from tests.fakes.okx_server import FakeOkx
 from tests.fakes.slack_server import FakeSlack
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def bot_process(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT),
-            "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
-    return subprocess.Popen([sys.executable, "-m", "bot", *args], env={**base, **env},
-                            cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_config_mistakes_exit_2_with_one_line_each(tmp_path: Path) -> None:
@@ -59,16 +38,7 @@ def test_run_command_starts_from_dotenv_serves_healthz_and_stops_on_sigterm(
     (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in dotenv.items()))
     process = bot_process([], {"PORT": str(port)}, tmp_path)  # the real environment wins
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "bot did not become ready"
-            time.sleep(0.05)  # waiting for another process to come up; no clock to inject
+        wait_ready(process, port)
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=15)
     finally:

@@ -40,6 +40,7 @@ class LoopbackServer:
     def stop(self) -> None:
         if self._runner is not None:
             self.call(self._runner.cleanup())
+        self.call(self._cancel_leftovers())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
@@ -48,7 +49,16 @@ class LoopbackServer:
         """Run a coroutine on the server's loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
 
+    async def _cancel_leftovers(self) -> None:
+        """Requests a fake held open on purpose end with the server."""
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _serve(self, sock: socket.socket) -> None:
-        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        # A fake may hold a request open on purpose; stopping must not wait long for it.
+        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False,
+                                     shutdown_timeout=1.0)
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()

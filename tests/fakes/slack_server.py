@@ -7,6 +7,7 @@ usergroups.users.list from `groups`, and can be told to fail a method.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import threading
@@ -30,6 +31,7 @@ class Call:
     args: dict[str, Any]
     token: str
     answer: dict[str, Any] = field(default_factory=dict)
+    stalled: bool = False  # never answered: as if Slack hung and the caller died
 
 
 @dataclass
@@ -52,6 +54,7 @@ class FakeSlack(LoopbackServer):
         super().__init__()
         self._changed = threading.Condition()
         self._failures: dict[str, deque[Failure]] = {}
+        self._stalls: list[tuple[str, Callable[[dict[str, Any]], bool]]] = []
         self._ts = itertools.count(1)
         self._sockets: list[web.WebSocketResponse] = []
 
@@ -68,8 +71,19 @@ class FakeSlack(LoopbackServer):
         queue = self._failures.setdefault(method, deque())
         queue.extend(Failure(error, status, retry_after) for _ in range(times))
 
+    def stall(self, method: str,
+              when: Callable[[dict[str, Any]], bool] = lambda args: True) -> None:
+        """Matching calls are recorded but never answered (until the caller gives up)."""
+        self._stalls.append((method, when))
+
+    def unstall(self) -> None:
+        self._stalls.clear()
+
     def called(self, method: str) -> list[Call]:
-        return [call for call in self.calls if call.method == method]
+        return [call for call in self.calls if call.method == method and not call.stalled]
+
+    def stalled(self, method: str) -> list[Call]:
+        return [call for call in self.calls if call.method == method and call.stalled]
 
     def wait_for(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Block until `condition()` is truthy (re-checked on every call the stand-in sees)."""
@@ -128,6 +142,10 @@ class FakeSlack(LoopbackServer):
             args.update(await request.post())
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         call = Call(method, args, token)
+        if any(m == method and when(args) for m, when in self._stalls):
+            call.stalled = True
+            self._record(call, self.calls)
+            await asyncio.Event().wait()  # hang until the connection goes away
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
         failures = self._failures.get(method)
         status, headers = 200, {}

@@ -1,0 +1,131 @@
+"""Killing the real process (SIGKILL) at each step of an approved change.
+
+Whatever step the crash hits, the restarted bot finishes the same decision, says in
+the thread that it resumed, and never records a second approval.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from handlers.blocks import APPROVE
+from tests.bot.conftest import ALICE, APPROVALS, BOB, OKX_ENV, OPS, SIGNING_SECRET
+from tests.bot.process import bot_env, bot_process, free_port, stop, wait_ready
+from tests.fakes.okx_server import SET_AUTO_REPAY, FakeOkx
+from tests.fakes.slack_requests import block_action, form_payload, signed_headers, slash_command
+from tests.fakes.slack_server import FakeSlack
+
+
+class Bot:
+    """One `python -m bot` process, restartable on the same database."""
+
+    def __init__(self, slack: FakeSlack, okx: FakeOkx, cwd: Path) -> None:
+        self.slack, self.okx, self.cwd = slack, okx, cwd
+        self.port = free_port()
+        self.process = bot_process([], bot_env(slack, okx, self.port), cwd)
+        wait_ready(self.process, self.port)
+
+    def post(self, body: str) -> httpx.Response:
+        return httpx.post(f"http://127.0.0.1:{self.port}/slack/events", content=body,
+                          headers=signed_headers(SIGNING_SECRET, body), timeout=10)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.communicate(timeout=10)
+
+    def restart(self) -> Bot:
+        return Bot(self.slack, self.okx, self.cwd)
+
+
+@pytest.fixture
+def first_bot(slack: FakeSlack, okx: FakeOkx, tmp_path: Path) -> Iterator[Bot]:
+    bot = Bot(slack, okx, tmp_path)
+    yield bot
+    if bot.process.poll() is None:
+        bot.kill()
+
+
+def request_and_click(bot: Bot) -> tuple[str, httpx.Response]:
+    slack = bot.slack
+    bot.post(slash_command("on", ALICE, OPS, slack.response_url("cmd")))
+    call = slack.wait_for(lambda: [c for c in slack.called("chat.postMessage")
+                                   if c.args.get("channel") == APPROVALS])[0]
+    slack.wait_for(lambda: slack.responses_to("cmd"))  # request stored and posted
+    ts = str(call.answer["ts"])
+    click = block_action(BOB, APPROVALS, ts, call.args, APPROVE, slack.response_url("click"))
+    return ts, bot.post(form_payload(click))
+
+
+def audit(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return [row[0] for row in conn.execute("SELECT event FROM audit ORDER BY seq")]
+
+
+def is_thread_reply(args: dict[str, Any]) -> bool:
+    return "thread_ts" in args
+
+
+KILL_POINTS: dict[str, tuple[Callable[[FakeSlack, FakeOkx], None],
+                             Callable[[FakeSlack, FakeOkx], Any], int]] = {
+    # name: (arrange the stall, what shows the process reached it, OKX writes in the end)
+    "after the click was acked": (
+        lambda slack, okx: slack.stall("chat.update"),
+        lambda slack, okx: slack.stalled("chat.update"), 1),
+    "during a slow OKX call": (
+        lambda slack, okx: okx.fail_next("slow", seconds=30, path=SET_AUTO_REPAY),
+        lambda slack, okx: [r for r in okx.requests if r.path == SET_AUTO_REPAY], 2),
+    "before the thread reply": (
+        lambda slack, okx: slack.stall("chat.postMessage", is_thread_reply),
+        lambda slack, okx: slack.stalled("chat.postMessage"), 1),
+}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_sigkill_then_restart_finishes_the_same_decision(
+        point: str, first_bot: Bot, slack: FakeSlack, okx: FakeOkx, tmp_path: Path) -> None:
+    arrange, reached, writes = KILL_POINTS[point]
+    arrange(slack, okx)
+    ts, ack = request_and_click(first_bot)
+    assert ack.status_code == 200  # Slack got its ack before anything slow happened
+    slack.wait_for(lambda: reached(slack, okx), timeout=15)
+    first_bot.kill()
+
+    slack.unstall()
+    second = first_bot.restart()
+    try:
+        thread = slack.wait_for(lambda: slack.thread(ts), timeout=15)
+        assert "Resumed after a restart" in thread[0]["text"]
+        assert "now *ON*" in thread[0]["text"]
+    finally:
+        stop(second.process)
+    assert okx.accounts[OKX_ENV["OKX_API_KEY"]].auto_repay is True
+    assert len([r for r in okx.requests if r.path == SET_AUTO_REPAY]) == writes
+    events = audit(tmp_path / "autorepay.db")
+    assert events.count("approved") == 1  # one decision, executed (again) at most as itself
+    assert events.count("okx_done") == 1
+    assert len(slack.thread(ts)) == 1
+
+
+def test_crash_before_the_approval_message_was_posted(
+        first_bot: Bot, slack: FakeSlack, okx: FakeOkx, tmp_path: Path) -> None:
+    slack.stall("chat.postMessage")
+    first_bot.post(slash_command("on", ALICE, OPS, slack.response_url("cmd")))
+    slack.wait_for(lambda: slack.stalled("chat.postMessage"))
+    first_bot.kill()
+    slack.unstall()
+    second = first_bot.restart()
+    try:
+        posted = slack.wait_for(lambda: slack.posted(APPROVALS))
+        assert "asks to switch auto repay *ON*" in posted[0]["text"]
+        told = slack.wait_for(lambda: slack.called("chat.postEphemeral"))
+        assert told[0].args["user"] == ALICE and "waiting for approval" in told[0].args["text"]
+    finally:
+        stop(second.process)
+    assert audit(tmp_path / "autorepay.db").count("requested") == 1
