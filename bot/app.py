@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -100,8 +101,17 @@ def slack_client(settings: Settings) -> AsyncWebClient:
     return client
 
 
+def open_store(settings: Settings) -> Store:
+    try:
+        return Store(settings.db_path)
+    except sqlite3.Error as exc:
+        raise ConfigError([f"AUTOREPAY_DB={str(settings.db_path)!r} cannot be used: {exc}"]
+                          ) from None
+
+
 def build(settings: Settings, environ: Mapping[str, str], *,
           clock: Callable[[], float] = time.time, **okx_options: Any) -> Runtime:
+    store = open_store(settings)
     clients, missing = okx_clients(settings, environ, **okx_options)
     client = slack_client(settings)
 
@@ -116,7 +126,7 @@ def build(settings: Settings, environ: Mapping[str, str], *,
     policy = Policy(requesters=settings.requesters, approvers=settings.approvers,
                     allowed_channels=settings.allowed_channels, group_members=group_members)
     service = AutoRepay(
-        store=Store(settings.db_path), policy=policy, clients=clients, missing=missing,
+        store=store, policy=policy, clients=clients, missing=missing,
         rules=Rules(settings.approvals_required, settings.allow_self_approval),
         ttl=settings.approval_ttl, approval_channel=settings.approval_channel, clock=clock)
     app = AsyncApp(client=client, signing_secret=settings.slack_signing_secret or None,

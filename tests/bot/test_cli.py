@@ -10,7 +10,7 @@ import pytest
 from bot.__main__ import manage_credentials
 from bot.credentials import Account
 from tests.bot.conftest import APPROVALS, OKX_ENV
-from tests.bot.process import bot_process, free_port, wait_ready
+from tests.bot.process import bot_env, bot_process, free_port, wait_ready
 from tests.fakes.memory_keyring import MemoryKeyring
 from tests.fakes.okx_server import FakeOkx
 from tests.fakes.slack_server import FakeSlack
@@ -24,6 +24,18 @@ def test_config_mistakes_exit_2_with_one_line_each(tmp_path: Path) -> None:
     assert all(line.startswith("autorepay: config error: ") for line in lines)
     assert any("SLACK_BOT_TOKEN" in line for line in lines)
     assert any("'approvals' is not a channel ID" in line for line in lines)
+
+
+def test_unusable_database_is_a_config_error(tmp_path: Path, slack: FakeSlack,
+                                             okx: FakeOkx) -> None:
+    (tmp_path / "notes.txt").write_text("this is not a database, just text " * 100)
+    env = {**bot_env(slack, okx, free_port()), "AUTOREPAY_DB": "notes.txt"}
+    process = bot_process([], env, tmp_path)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert err.strip().splitlines() == [
+        "autorepay: config error: AUTOREPAY_DB='notes.txt' cannot be used: "
+        "file is not a database"]
 
 
 def test_run_command_starts_from_dotenv_serves_healthz_and_stops_on_sigterm(

@@ -63,3 +63,27 @@ def test_missing_demo_credentials_keep_live_working(harness: Harness) -> None:
     assert "can't be used right now" in text and "OKX_DEMO_API_KEY" in text
     assert "credentials set --demo" in text
     assert "waiting for approval" in bot.command("on").followup()
+
+
+def test_okx_slower_than_slacks_window_still_acks_at_once(bot: Harness) -> None:
+    bot.command("on").followup()
+    bot.okx.fail_next("slow", seconds=3.5, path="/api/v5/account/set-auto-repay")
+    reply = bot.click(BOB, APPROVE)
+    assert reply.response.status_code == 200
+    assert reply.response.elapsed.total_seconds() < 1.0
+    assert bot.slack.thread(bot.approval_message()[0]) == []  # not yet answered
+    assert "now *ON*" in bot.thread_replies()[0]["text"]
+
+
+@pytest.mark.parametrize(("code", "words"), [
+    ("50101", "does not match the demo/live environment"),
+    ("50110", "IP address is not on the API key's IP whitelist"),
+    ("50120", "lacks the Trade permission"),
+])
+def test_key_problems_at_execution_are_explained_in_the_thread(bot: Harness, code: str,
+                                                               words: str) -> None:
+    bot.command("on").followup()
+    bot.okx.fail_next(code, path="/api/v5/account/set-auto-repay")
+    bot.click(BOB, APPROVE)
+    text = bot.thread_replies()[0]["text"]
+    assert words in text and f"OKX code {code}" in text and "Nothing was changed" in text

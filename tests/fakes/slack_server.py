@@ -101,11 +101,12 @@ class FakeSlack(LoopbackServer):
 
     def posted(self, channel: str | None = None) -> list[dict[str, Any]]:
         """Top-level messages posted (not thread replies), in order."""
-        return [c.args for c in self.called("chat.postMessage")
-                if "thread_ts" not in c.args and channel in (None, c.args.get("channel"))]
+        return [c.args for c in self.called("chat.postMessage") if c.answer.get("ok")
+                and "thread_ts" not in c.args and channel in (None, c.args.get("channel"))]
 
     def thread(self, ts: str) -> list[dict[str, Any]]:
-        return [c.args for c in self.called("chat.postMessage") if c.args.get("thread_ts") == ts]
+        return [c.args for c in self.called("chat.postMessage")
+                if c.answer.get("ok") and c.args.get("thread_ts") == ts]
 
     def responses_to(self, name: str) -> list[dict[str, Any]]:
         return [body for n, body in self.responses if n == name]

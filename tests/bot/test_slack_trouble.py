@@ -1,0 +1,57 @@
+"""Slack Web API trouble: rate limits, 5xx, the approvals channel unusable."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.approvals import Status
+from bot.store import Store
+from handlers.blocks import APPROVE
+from tests.bot.conftest import ALICE, APPROVALS, BOB, Harness, live
+
+
+def test_rate_limited_post_is_retried_after_retry_after(bot: Harness) -> None:
+    bot.slack.fail("chat.postMessage", "ratelimited", status=429, retry_after=1)
+    assert "waiting for approval" in bot.command("on").followup()
+    assert len(bot.slack.posted(APPROVALS)) == 1
+
+
+def test_server_error_is_retried(bot: Harness) -> None:
+    bot.slack.fail("chat.postMessage", "internal_error", status=503)
+    assert "waiting for approval" in bot.command("on").followup()
+
+
+@pytest.mark.parametrize("error", ["not_in_channel", "channel_not_found", "is_archived"])
+def test_unusable_approvals_channel_is_explained_and_nothing_stays_pending(
+        bot: Harness, error: str) -> None:
+    bot.slack.fail("chat.postMessage", error)
+    text = bot.command("on").followup()
+    assert "could not be put up for approval" in text and error in text
+    store = bot.runtime.service.store
+    assert store.with_status(Status.PENDING) == []
+    [failed] = store.with_status(Status.FAILED)
+    assert failed.requester == ALICE and failed.error_code == f"slack:{error}"
+
+
+def test_thread_reply_failure_does_not_lose_the_outcome(bot: Harness) -> None:
+    bot.command("on").followup()
+    bot.slack.fail("chat.postMessage", "channel_not_found")  # the thread reply
+    bot.click(BOB, APPROVE)
+    bot.slack.wait_for(lambda: [c for c in bot.slack.calls
+                                if c.method == "chat.postMessage" and "thread_ts" in c.args])
+    bot.stop()  # lets the click finish
+    assert live(bot.okx).auto_repay is True
+    [unannounced] = Store(bot.settings.db_path).unannounced()
+    assert unannounced.status is Status.DONE  # announced again at the next start
+    bot.start()
+    assert "Resumed after a restart" in bot.thread_replies()[0]["text"]
+    assert bot.okx.codes() == ["0"]  # announcing again is not executing again
+
+
+def test_requester_unreachable_in_channel_gets_a_dm(bot: Harness) -> None:
+    bot.command("on").followup()
+    bot.slack.fail("chat.postEphemeral", "not_in_channel")
+    bot.click(BOB, APPROVE)
+    dm = bot.slack.wait_for(lambda: [c for c in bot.slack.called("chat.postMessage")
+                                     if c.args.get("channel") == ALICE])
+    assert "Done" in dm[0].args["text"]
