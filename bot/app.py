@@ -12,14 +12,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
@@ -33,6 +38,7 @@ from bot.service import AutoRepay
 from bot.store import Store
 from handlers.announce import Announcer
 from handlers.expiry import expire_forever, recover
+from handlers.shape import problem
 from okx import OkxClient
 
 log = logging.getLogger("bot")
@@ -147,9 +153,22 @@ def web_app(runtime: Runtime, sweep_every: float | None = EXPIRY_SWEEP_SECONDS
             ) -> web.Application:
     """HTTP mode: POST /slack/events (signed by Slack) and GET /healthz."""
 
+    verifier = SignatureVerifier(runtime.settings.slack_signing_secret)
+
     async def events(request: web.Request) -> web.Response:
-        bolt_response = await runtime.app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(bolt_response)
+        raw = await request.text()
+        try:  # Bolt's request parser trips over some malformed payloads (TypeError etc.)
+            bolt_request = AsyncBoltRequest(body=raw, query=request.query_string,
+                                            headers=dict(request.headers))
+            reason = problem(bolt_request.body)
+        except (TypeError, KeyError, AttributeError, ValueError, IndexError) as exc:
+            reason = f"unparseable: {type(exc).__name__}"
+        if reason is not None:  # never reaches Bolt; unsigned stays 401 all the same
+            if not verifier.is_valid_request(raw, request.headers):
+                return web.Response(status=401)
+            log.info("malformed payload refused reason=%s", reason)
+            return web.Response(status=400, text="malformed payload")
+        return await to_aiohttp_response(await runtime.app.async_dispatch(bolt_request))
 
     async def healthz(_: web.Request) -> web.Response:
         status = 200 if runtime.ready else 503
@@ -169,10 +188,22 @@ def web_app(runtime: Runtime, sweep_every: float | None = EXPIRY_SWEEP_SECONDS
     return application
 
 
+class GatedSocketModeHandler(AsyncSocketModeHandler):
+    """Acks malformed envelopes without handing them to Bolt (see handlers.shape)."""
+
+    async def handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
+        reason = problem(req.payload)
+        if reason is None:
+            await super().handle(client, req)  # type: ignore[arg-type]
+            return
+        log.info("malformed envelope refused reason=%s", reason)
+        await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+
+
 async def socket_mode(runtime: Runtime, stop: asyncio.Event,
                       sweep_every: float | None = EXPIRY_SWEEP_SECONDS) -> None:
     """Socket Mode: connect out to Slack, serve until `stop` is set, then drain."""
-    handler = AsyncSocketModeHandler(runtime.app, runtime.settings.slack_app_token)
+    handler = GatedSocketModeHandler(runtime.app, runtime.settings.slack_app_token)
     await handler.connect_async()  # type: ignore[no-untyped-call]
     await runtime.start(sweep_every)
     await stop.wait()
