@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -57,6 +58,8 @@ class Runtime:
     ready: bool = False
 
     async def start(self, sweep_every: float | None = EXPIRY_SWEEP_SECONDS) -> None:
+        # One session for every Web API call: no new connection per message.
+        self.app.client.session = aiohttp.ClientSession()
         self.background.append(asyncio.create_task(self._recover()))
         if sweep_every:
             self.background.append(asyncio.create_task(
@@ -78,6 +81,8 @@ class Runtime:
                 await task
         for client in self.clients.values():
             await client.aclose()
+        if self.app.client.session is not None:
+            await self.app.client.session.close()
         self.service.store.close()
 
 
@@ -168,7 +173,9 @@ def web_app(runtime: Runtime, sweep_every: float | None = EXPIRY_SWEEP_SECONDS
                 return web.Response(status=401)
             log.info("malformed payload refused reason=%s", reason)
             return web.Response(status=400, text="malformed payload")
-        return await to_aiohttp_response(await runtime.app.async_dispatch(bolt_request))
+        async with runtime.inflight.acking():
+            bolt_response = await runtime.app.async_dispatch(bolt_request)
+        return await to_aiohttp_response(bolt_response)
 
     async def healthz(_: web.Request) -> web.Response:
         status = 200 if runtime.ready else 503
@@ -191,10 +198,15 @@ def web_app(runtime: Runtime, sweep_every: float | None = EXPIRY_SWEEP_SECONDS
 class GatedSocketModeHandler(AsyncSocketModeHandler):
     """Acks malformed envelopes without handing them to Bolt (see handlers.shape)."""
 
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime.app, runtime.settings.slack_app_token)
+        self.inflight = runtime.inflight
+
     async def handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
         reason = problem(req.payload)
         if reason is None:
-            await super().handle(client, req)  # type: ignore[arg-type]
+            async with self.inflight.acking():
+                await super().handle(client, req)  # type: ignore[arg-type]
             return
         log.info("malformed envelope refused reason=%s", reason)
         await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
@@ -203,7 +215,7 @@ class GatedSocketModeHandler(AsyncSocketModeHandler):
 async def socket_mode(runtime: Runtime, stop: asyncio.Event,
                       sweep_every: float | None = EXPIRY_SWEEP_SECONDS) -> None:
     """Socket Mode: connect out to Slack, serve until `stop` is set, then drain."""
-    handler = GatedSocketModeHandler(runtime.app, runtime.settings.slack_app_token)
+    handler = GatedSocketModeHandler(runtime)
     await handler.connect_async()  # type: ignore[no-untyped-call]
     await runtime.start(sweep_every)
     await stop.wait()

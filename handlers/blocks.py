@@ -7,6 +7,7 @@ Anything that came from outside (labels, OKX messages) is escaped before it is s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -80,6 +81,17 @@ def names(users: tuple[str, ...]) -> str:
 # --- answers to the person typing the command --------------------------------------
 def usage(problem: str = "") -> Message:
     return Message((problem + "\n\n" if problem else "") + USAGE)
+
+
+@cache
+def usage_payload() -> dict[str, Any]:
+    """The same every time: built once, so the ack goes out sooner."""
+    return usage().payload()
+
+
+@cache
+def working_payload(account: Account) -> dict[str, Any]:
+    return working(account).payload()
 
 
 def refused(refusal: Refusal) -> Message:

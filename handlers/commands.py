@@ -35,9 +35,9 @@ def register(app: AsyncApp, service: AutoRepay, announcer: Announcer,
             await ack(**blocks.usage(str(exc)).payload(), response_type="ephemeral")
             return
         if command.action is Action.HELP:
-            await ack(**blocks.usage().payload(), response_type="ephemeral")
+            await ack(**blocks.usage_payload(), response_type="ephemeral")
             return
-        await ack(**blocks.working(command.account).payload(), response_type="ephemeral")
+        await ack(**blocks.working_payload(command.account), response_type="ephemeral")
         user, channel = str(body.get("user_id", "")), str(body.get("channel_id", ""))
         async with inflight.track():
             reply = await run(command, user, channel, service, announcer)

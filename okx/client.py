@@ -58,7 +58,10 @@ class OkxClient:
         self.demo = demo
         self._credentials = credentials
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(transport=transport)
+        # A small pool: httpcore checks every pooled connection on each request, and one
+        # account never needs many at once (writes are limited to 5 / 2 s anyway).
+        self._http = http_client or httpx.AsyncClient(
+            transport=transport, limits=httpx.Limits(max_connections=4))
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout
         self._clock = clock

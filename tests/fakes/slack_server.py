@@ -32,6 +32,7 @@ class Call:
     token: str
     answer: dict[str, Any] = field(default_factory=dict)
     stalled: bool = False  # never answered: as if Slack hung and the caller died
+    at: float = field(default_factory=time.perf_counter)  # arrival, for benchmarks
 
 
 @dataclass
