@@ -72,30 +72,43 @@ def is_thread_reply(args: dict[str, Any]) -> bool:
     return "thread_ts" in args
 
 
+def okx_write_seen(slack: FakeSlack, okx: FakeOkx) -> None:
+    okx.wait_for(lambda: [r for r in okx.requests if r.path == SET_AUTO_REPAY])
+
+
 KILL_POINTS: dict[str, tuple[Callable[[FakeSlack, FakeOkx], None],
-                             Callable[[FakeSlack, FakeOkx], Any], int]] = {
-    # name: (arrange the stall, what shows the process reached it, OKX writes in the end)
+                             Callable[[FakeSlack, FakeOkx], Any], str, int]] = {
+    # name: (arrange the stall, wait until the process got there,
+    #        status stored when killed, OKX writes in the end)
     "after the click was acked": (
         lambda slack, okx: slack.stall("chat.update"),
-        lambda slack, okx: slack.stalled("chat.update"), 1),
+        lambda slack, okx: slack.wait_for(lambda: slack.stalled("chat.update")),
+        "approved", 1),
     "during a slow OKX call": (
         lambda slack, okx: okx.fail_next("slow", seconds=30, path=SET_AUTO_REPAY),
-        lambda slack, okx: [r for r in okx.requests if r.path == SET_AUTO_REPAY], 2),
+        okx_write_seen, "approved", 2),
     "before the thread reply": (
         lambda slack, okx: slack.stall("chat.postMessage", is_thread_reply),
-        lambda slack, okx: slack.stalled("chat.postMessage"), 1),
+        lambda slack, okx: slack.wait_for(lambda: slack.stalled("chat.postMessage")),
+        "done", 1),
 }
+
+
+def stored_status(db: Path) -> list[tuple[str, int]]:
+    with sqlite3.connect(db) as conn:
+        return list(conn.execute("SELECT status, announced FROM requests"))
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 def test_sigkill_then_restart_finishes_the_same_decision(
         point: str, first_bot: Bot, slack: FakeSlack, okx: FakeOkx, tmp_path: Path) -> None:
-    arrange, reached, writes = KILL_POINTS[point]
+    arrange, reached, status_at_kill, writes = KILL_POINTS[point]
     arrange(slack, okx)
     ts, ack = request_and_click(first_bot)
     assert ack.status_code == 200  # Slack got its ack before anything slow happened
-    slack.wait_for(lambda: reached(slack, okx), timeout=15)
+    reached(slack, okx)
     first_bot.kill()
+    assert stored_status(tmp_path / "autorepay.db") == [(status_at_kill, 0)]
 
     slack.unstall()
     second = first_bot.restart()

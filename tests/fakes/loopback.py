@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +21,7 @@ class LoopbackServer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
+        self._changed = threading.Condition()
         self.port = 0
 
     @property
@@ -27,6 +30,26 @@ class LoopbackServer:
 
     def build_app(self) -> web.Application:
         raise NotImplementedError
+
+    def summary(self) -> list[str]:
+        return []
+
+    def _record(self, item: Any, into: list[Any]) -> None:
+        """Keep what the server saw, and wake anyone waiting for it."""
+        with self._changed:
+            into.append(item)
+            self._changed.notify_all()
+
+    def wait_for(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Block until `condition()` is truthy, re-checked whenever the server records."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not (result := condition()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out waiting; seen: {self.summary()}")
+                self._changed.wait(left)
+        return result
 
     def start(self) -> LoopbackServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

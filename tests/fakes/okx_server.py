@@ -90,6 +90,9 @@ class FakeOkx(LoopbackServer):
         with self._lock:
             self._faults.extend(Fault(kind, seconds, path) for _ in range(times))
 
+    def summary(self) -> list[str]:
+        return [f"{r.method} {r.path} {r.code}" for r in self.requests]
+
     def codes(self, path: str = SET_AUTO_REPAY) -> list[str]:
         return [r.code for r in self.requests if r.path.split("?")[0] == path]
 
@@ -105,7 +108,7 @@ class FakeOkx(LoopbackServer):
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         record = Recorded(request.method, request.path_qs, dict(request.headers), body, self.now())
-        self.requests.append(record)
+        self._record(record, self.requests)
         fault = self._take_fault(request.path)
         if fault is not None:
             answer = await self._apply(fault, request)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -53,7 +52,6 @@ class FakeSlack(LoopbackServer):
 
     def __post_init__(self) -> None:
         super().__init__()
-        self._changed = threading.Condition()
         self._failures: dict[str, deque[Failure]] = {}
         self._stalls: list[tuple[str, Callable[[dict[str, Any]], bool]]] = []
         self._ts = itertools.count(1)
@@ -85,17 +83,6 @@ class FakeSlack(LoopbackServer):
 
     def stalled(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method and call.stalled]
-
-    def wait_for(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-        """Block until `condition()` is truthy (re-checked on every call the stand-in sees)."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not (result := condition()):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"timed out waiting; calls: {self.summary()}")
-                self._changed.wait(left)
-        return result
 
     def summary(self) -> list[str]:
         return [c.method for c in self.calls] + [f"response:{n}" for n, _ in self.responses]
@@ -129,11 +116,6 @@ class FakeSlack(LoopbackServer):
         app.router.add_post("/response/{name}", self._response_url)
         app.router.add_get("/socket", self._socket)
         return app
-
-    def _record(self, item: Any, into: list[Any]) -> None:
-        with self._changed:
-            into.append(item)
-            self._changed.notify_all()
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
