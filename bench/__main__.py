@@ -138,7 +138,8 @@ async def ack_latency(slack: FakeSlack, okx: FakeOkx, tmp: Path) -> dict[str, An
                             for _ in range(CONCURRENCY)))
                         if round_no >= 2:  # the first two rounds warm up
                             samples[f"{who} {text}"].extend(batch)
-                await asyncio.sleep(0.05)
+                        # the work after the acks must not spill into the next batch
+                        await asyncio.sleep(0.4)
     finally:
         stop(bot), stop(bare)
     return samples

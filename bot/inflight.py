@@ -44,13 +44,16 @@ class Inflight:
                 self._acks_done.set()
 
     @asynccontextmanager
-    async def track(self) -> AsyncIterator[None]:
-        """Around work after an ack; starts once pending acks are out (bounded wait)."""
+    async def track(self, *, after_acks: bool = True) -> AsyncIterator[None]:
+        """Around work after an ack; with `after_acks`, it starts once pending acks are
+        out (bounded wait). Clicks skip that: they come one at a time from people, and
+        Bolt returns each ack only on its next 10 ms poll, which the wait would add."""
         self._count += 1
         self._idle.clear()
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._acks_done.wait(), self._ack_priority)
+            if after_acks:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._acks_done.wait(), self._ack_priority)
             yield
         finally:
             self._count -= 1

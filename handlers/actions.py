@@ -22,13 +22,13 @@ def register(app: AsyncApp, service: AutoRepay, announcer: Announcer,
     async def approve(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
                       respond: AsyncRespond) -> None:
         await ack()
-        async with inflight.track():
+        async with inflight.track(after_acks=False):
             await click(True, body, action, respond, service, announcer)
 
     async def deny(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
                    respond: AsyncRespond) -> None:
         await ack()
-        async with inflight.track():
+        async with inflight.track(after_acks=False):
             await click(False, body, action, respond, service, announcer)
 
     app.action(blocks.APPROVE)(approve)
