@@ -26,10 +26,6 @@ class Status(StrEnum):
     FAILED = "failed"
     DONE = "done"
 
-    @property
-    def is_final(self) -> bool:
-        return self not in (Status.PENDING, Status.APPROVED)
-
 
 NEXT: dict[Status, frozenset[Status]] = {
     # pending → failed: the approval message could not be posted

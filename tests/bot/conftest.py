@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ from aiohttp import web
 
 from bot.app import Runtime, build, web_app
 from bot.config import Settings
+from handlers.expiry import expire_now
 from okx import RetryPolicy
 from tests.fakes.loopback import LoopbackServer
 from tests.fakes.okx_server import FakeOkx
@@ -49,7 +51,6 @@ class WallClock:
     """The bot's wall clock; tests move it forward to expire requests."""
 
     def __init__(self) -> None:
-        import time
         self.now = time.time()
 
     def __call__(self) -> float:
@@ -142,7 +143,6 @@ class Harness:
             lambda: (r := self.slack.thread(ts)) and len(r) >= count and r)
 
     def expire(self, seconds: float) -> None:
-        from handlers.expiry import expire_now
         self.clock.now += seconds
         assert self.server is not None
         self.server.call(expire_now(self.runtime.service, self.runtime.announcer))

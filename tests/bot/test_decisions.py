@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.approvals import Status
 from handlers.blocks import APPROVE, DENY
 from tests.bot.conftest import ALICE, APPROVALS, BOB, CAROL, Harness, live
 
@@ -81,6 +82,5 @@ def test_request_is_stored_before_the_approval_is_posted(bot: Harness) -> None:
     bot.slack.fail("chat.postMessage", "not_in_channel")
     text = bot.command("on").followup()
     assert "could not be put up for approval" in text and "not_in_channel" in text
-    [request] = bot.runtime.service.store.with_status(
-        __import__("bot.approvals", fromlist=["Status"]).Status.FAILED)
+    [request] = bot.runtime.service.store.with_status(Status.FAILED)
     assert request.requester == ALICE and request.error_code == "slack:not_in_channel"
