@@ -98,3 +98,21 @@ def test_credentials_set_and_delete(memory_keyring: MemoryKeyring,
     assert memory_keyring.entries == {}
     out = capsys.readouterr().out
     assert "SECRET-typed" not in out and "PASS-typed" not in out
+
+
+def test_socket_mode_process_connects_and_stops_on_sigterm(tmp_path: Path, slack: FakeSlack,
+                                                           okx: FakeOkx) -> None:
+    env = {**bot_env(slack, okx, free_port()), "SLACK_APP_TOKEN": slack.app_token,
+           "SLACK_SIGNING_SECRET": ""}
+    process = bot_process([], env, tmp_path)
+    try:
+        slack.wait_for(lambda: slack.connected, timeout=20)
+        assert slack.called("apps.connections.open")[0].token == slack.app_token
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "mode=socket" in err
