@@ -99,7 +99,7 @@ def manage_credentials(action: str, account: Account, environ: Mapping[str, str]
                   else f"There were no OKX {account} credentials in the keyring.")
         else:
             return asyncio.run(check_credentials(account, environ))
-    except CredentialsError as exc:
+    except (CredentialsError, ConfigError) as exc:
         print(f"autorepay: {exc}", file=sys.stderr)
         return CONFIG_EXIT
     return 0

@@ -38,7 +38,7 @@ from bot.policy import GroupLookupError, Policy
 from bot.service import AutoRepay
 from bot.store import Store
 from handlers.announce import Announcer
-from handlers.expiry import expire_forever, recover
+from handlers.background import expire_forever, recover
 from handlers.shape import problem
 from okx import OkxClient
 

@@ -64,14 +64,21 @@ class _Reader:
             self.problems.append(f"{name} is not set: {hint}")
         return value
 
-    def integer(self, name: str, default: int, minimum: int) -> int:
+    def integer(self, name: str, default: int, minimum: int, maximum: int = 10**9) -> int:
         raw = self.text(name)
         if not raw:
             return default
-        if not raw.isdigit() or int(raw) < minimum:
-            self.problems.append(f"{name}={raw!r} must be a whole number >= {minimum}")
+        if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+            self.problems.append(f"{name}={raw!r} must be a whole number from {minimum} "
+                                 f"to {maximum}")
             return default
         return int(raw)
+
+    def url(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        if not value.startswith(("https://", "http://")):
+            self.problems.append(f"{name}={value!r} must be a URL starting with https://")
+        return value
 
     def boolean(self, name: str) -> bool:
         raw = self.text(name, "false").lower()
@@ -114,7 +121,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         slack_bot_token=bot_token,
         slack_signing_secret=signing_secret,
         slack_app_token=app_token,
-        slack_api_url=_with_slash(r.text("SLACK_API_URL", DEFAULT_SLACK_API_URL)),
+        slack_api_url=_with_slash(r.url("SLACK_API_URL", DEFAULT_SLACK_API_URL)),
         approval_channel=channel,
         requesters=requesters,
         approvers=approvers,
@@ -123,9 +130,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         allow_self_approval=r.boolean("AUTOREPAY_ALLOW_SELF_APPROVAL"),
         approval_ttl=r.integer("AUTOREPAY_APPROVAL_TTL", 900, minimum=30),
         db_path=Path(r.text("AUTOREPAY_DB", "autorepay.db")),
-        okx_base_url=okx_base_url(environ),
+        okx_base_url=_okx_url(r),
         host=r.text("AUTOREPAY_HOST", "0.0.0.0"),
-        port=r.integer("PORT", 3000, minimum=1),
+        port=r.integer("PORT", 3000, minimum=1, maximum=65535),
         log_level=_log_level(r),
     )
     _check_db_path(settings.db_path, r.problems)
@@ -135,7 +142,16 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
 
 
 def okx_base_url(environ: Mapping[str, str]) -> str:
-    return environ.get("OKX_BASE_URL", "").strip().rstrip("/") or DEFAULT_OKX_BASE_URL
+    """OKX_BASE_URL alone, for commands that need no Slack settings."""
+    r = _Reader(environ)
+    url = _okx_url(r)
+    if r.problems:
+        raise ConfigError(r.problems)
+    return url
+
+
+def _okx_url(r: _Reader) -> str:
+    return r.url("OKX_BASE_URL", DEFAULT_OKX_BASE_URL).rstrip("/")
 
 
 def _with_slash(url: str) -> str:

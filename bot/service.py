@@ -22,7 +22,7 @@ log = logging.getLogger("bot.service")
 
 @dataclass(frozen=True)
 class AccountState:
-    """`status` answer, and the reason a change needs no approval."""
+    """The answer to `status`."""
 
     account: Account
     config: AccountConfig
@@ -30,13 +30,16 @@ class AccountState:
 
 @dataclass(frozen=True)
 class NoChangeNeeded:
+    """The account already is in the requested state."""
+
     account: Account
     config: AccountConfig
-    desired: bool
 
 
 @dataclass(frozen=True)
 class NotApplicable:
+    """Auto repay does not apply: not Spot mode with borrowing."""
+
     account: Account
     config: AccountConfig
 
@@ -47,7 +50,6 @@ class Unavailable:
 
     account: Account
     reason: str
-    error: OkxError | None = None
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class AutoRepay:
         if not config.supports_auto_repay:
             return self._no_change(user, NotApplicable(account, config))
         if config.auto_repay == desired:
-            return self._no_change(user, NoChangeNeeded(account, config, desired))
+            return self._no_change(user, NoChangeNeeded(account, config))
         now = self.clock()
         request = ChangeRequest(
             id=self._new_id(), requester=user, account=account, desired=desired,
@@ -193,7 +195,7 @@ class AutoRepay:
             return await client.get_account_config()
         except OkxError as exc:
             log.warning("account config failed account=%s code=%s", account, exc.code)
-            return Unavailable(account, str(exc), exc)
+            return Unavailable(account, str(exc))
 
     def _no_change(self, user: str, result: NoChangeNeeded | NotApplicable) -> RequestResult:
         event = "no_change_needed" if isinstance(result, NoChangeNeeded) else "not_applicable"

@@ -26,6 +26,7 @@ from bot.policy import Refusal
 from bot.service import AccountState, NoChangeNeeded, NotApplicable, Unavailable
 from handlers.parsing import quote
 from okx import AccountConfig
+from okx.errors import outcome_uncertain
 
 APPROVE = "autorepay_approve"
 DENY = "autorepay_deny"
@@ -210,8 +211,7 @@ def thread_result(request: ChangeRequest, *, resumed: bool = False) -> Message:
 
 
 def failure_hint(request: ChangeRequest) -> str:
-    if request.error_code in ("network", "50001", "50004", "50013", "50026", "50011") or \
-            request.error_code.startswith("http-"):
+    if outcome_uncertain(request.error_code):
         return ("OKX did not answer in time, so the state is not certain: check it with "
                 f"`/autorepay {'demo ' if request.account.is_demo else ''}status`.")
     return "Nothing was changed."

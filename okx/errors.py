@@ -130,6 +130,17 @@ _FAMILIES: dict[str, type[OkxError]] = {
 }
 
 
+def outcome_uncertain(code: str) -> bool:
+    """For an error code the client gave up on: might the request have gone through?
+
+    True for outages, timeouts and rate limits (the families the client retries), and
+    for the client's own "network" and "http-5xx" codes; False for refusals.
+    """
+    if code == "network" or code.startswith("http-5"):
+        return True
+    return _FAMILIES.get(code, OkxRequestError).retryable
+
+
 def error_for(code: str, msg: str) -> OkxError:
     """The typed error for an OKX error code; unknown codes are permanent refusals."""
     family = _FAMILIES.get(code, OkxRequestError)

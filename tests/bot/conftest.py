@@ -22,7 +22,7 @@ from aiohttp import web
 
 from bot.app import Runtime, build, web_app
 from bot.config import Settings
-from handlers.expiry import expire_now
+from handlers.background import expire_now
 from okx import RetryPolicy
 from tests.fakes.loopback import LoopbackServer
 from tests.fakes.okx_server import FakeOkx

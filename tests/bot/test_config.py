@@ -49,6 +49,16 @@ def test_socket_mode_needs_no_signing_secret() -> None:
     assert load_settings(env).socket_mode
 
 
+def test_port_and_urls_are_checked() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**GOOD, "PORT": "70000", "OKX_BASE_URL": "www.okx.com",
+                       "SLACK_API_URL": "slack.com/api"})
+    text = "\n".join(caught.value.problems)
+    assert "PORT='70000' must be a whole number from 1 to 65535" in text
+    assert "OKX_BASE_URL='www.okx.com' must be a URL" in text
+    assert "SLACK_API_URL='slack.com/api' must be a URL" in text
+
+
 def test_wrong_token_kinds() -> None:
     with pytest.raises(ConfigError, match="xoxb-"):
         load_settings({**GOOD, "SLACK_BOT_TOKEN": "xapp-oops"})

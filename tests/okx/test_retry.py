@@ -8,9 +8,19 @@ import httpx
 import pytest
 
 from okx import Credentials, OkxClient, OkxUnavailableError, RetryPolicy
+from okx.errors import outcome_uncertain
 from tests.fakes.clock import FakeTime
 
 CREDS = Credentials("key-retry-0001", "secret", "pass")
+
+
+@pytest.mark.parametrize(("code", "uncertain"), [
+    ("network", True), ("http-503", True), ("50001", True), ("50004", True),
+    ("50011", True), ("50120", False), ("51010", False), ("50101", False),
+    ("http-403", False), ("mismatch", False), ("99999", False),
+])
+def test_which_failures_leave_the_outcome_uncertain(code: str, uncertain: bool) -> None:
+    assert outcome_uncertain(code) is uncertain
 
 
 def test_backoff_grows_is_jittered_and_capped() -> None:

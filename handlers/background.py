@@ -11,7 +11,7 @@ from bot.service import AutoRepay
 from handlers.announce import Announcer, report
 from handlers.commands import put_up_for_approval
 
-log = logging.getLogger("handlers.expiry")
+log = logging.getLogger("handlers.background")
 
 
 async def expire_now(service: AutoRepay, announcer: Announcer) -> list[ChangeRequest]:
