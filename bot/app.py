@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import time
@@ -14,7 +13,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
@@ -22,24 +20,21 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
-from slack_sdk.signature import SignatureVerifier
-from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
-from slack_sdk.socket_mode.request import SocketModeRequest
-from slack_sdk.socket_mode.response import SocketModeResponse
-from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
-from bot import credentials
+from bot import credentials, http_server
 from bot.approvals import Rules
 from bot.config import ConfigError, Settings
+from bot.connections import ConnectionGuard
 from bot.credentials import Account, CredentialsError
+from bot.http_server import BODY_SECONDS
 from bot.inflight import Inflight
 from bot.policy import GroupLookupError, Policy
 from bot.service import AutoRepay
+from bot.signature import SlackSignature
 from bot.store import Store
 from handlers.announce import Announcer
 from handlers.background import expire_forever, recover
-from handlers.shape import problem
 from okx import OkxClient
 
 log = logging.getLogger("bot")
@@ -54,8 +49,22 @@ class Runtime:
     announcer: Announcer
     clients: dict[Account, OkxClient]
     inflight: Inflight
+    missing: dict[Account, str] = field(default_factory=dict)
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    retired: list[OkxClient] = field(default_factory=list)  # accounts OKX refused at start
     ready: bool = False
+
+    def retire(self, account: Account, reason: str) -> None:
+        """Make an account unavailable (its key was refused); the others keep working."""
+        client = self.clients.pop(account, None)
+        if client is not None:
+            self.retired.append(client)
+        self.missing[account] = reason
+
+    async def dispatch(self, request: AsyncBoltRequest) -> web.StreamResponse:
+        async with self.inflight.acking():
+            response = await self.app.async_dispatch(request)
+        return await to_aiohttp_response(response)
 
     async def start(self, sweep_every: float | None = EXPIRY_SWEEP_SECONDS) -> None:
         # One session for every Web API call: no new connection per message.
@@ -72,18 +81,34 @@ class Runtime:
             await recover(self.service, self.announcer)
 
     async def stop(self, drain_seconds: float = 30.0) -> None:
+        """Take no new work, let work in flight finish (bounded), then close everything."""
         self.ready = False
+        if self.inflight.count:
+            log.info("draining: %d requests in flight", self.inflight.count)
         if not await self.inflight.drain(drain_seconds):
             log.warning("shutdown with %d requests still in flight", self.inflight.count)
         for task in self.background:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for client in self.clients.values():
+        # A background task that died has been logged already; stopping goes on.
+        await asyncio.gather(*self.background, return_exceptions=True)
+        for client in [*self.clients.values(), *self.retired]:
             await client.aclose()
         if self.app.client.session is not None:
             await self.app.client.session.close()
         self.service.store.close()
+
+
+def credential_problems(environ: Mapping[str, str]) -> list[str]:
+    """Why no account has credentials; empty when at least one has."""
+    errors = []
+    for account in Account:
+        try:
+            credentials.load(account, environ)
+        except CredentialsError as exc:
+            errors.append(str(exc))
+        else:
+            return []
+    return errors
 
 
 def okx_clients(settings: Settings, environ: Mapping[str, str],
@@ -105,26 +130,43 @@ def okx_clients(settings: Settings, environ: Mapping[str, str],
     return clients, missing
 
 
-def slack_client(settings: Settings) -> AsyncWebClient:
-    client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+def bolt_app(settings: Settings) -> AsyncApp:
+    """The Bolt app and its Web API client. In HTTP mode Bolt checks signatures as well
+    (after http_server has); in Socket Mode there is nothing to sign."""
+    # Bolt makes the client from the token: handing it a client of our own as well makes
+    # it warn on every start that the token (which it reads from the environment) is unused.
+    app = AsyncApp(token=settings.slack_bot_token,
+                   signing_secret=settings.slack_signing_secret or "unused-in-socket-mode",
+                   request_verification_enabled=not settings.socket_mode)
+    client = app.client
+    client.base_url = settings.slack_api_url
     client.retry_handlers.extend([AsyncRateLimitErrorRetryHandler(max_retry_count=2),
                                   AsyncServerErrorRetryHandler(max_retry_count=2)])
-    return client
+    return app
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings, clock: Callable[[], float] = time.time) -> Store:
+    """The database, proven writable: a read-only file fails here, not at the first
+    command."""
+    name = f"AUTOREPAY_DB={str(settings.db_path)!r}"
     try:
-        return Store(settings.db_path)
+        store = Store(settings.db_path)
     except sqlite3.Error as exc:
-        raise ConfigError([f"AUTOREPAY_DB={str(settings.db_path)!r} cannot be used: {exc}"]
-                          ) from None
+        raise ConfigError([f"{name} cannot be used: {exc}"]) from None
+    try:
+        store.audit("started", now=clock())
+    except sqlite3.Error as exc:
+        store.close()
+        raise ConfigError([f"{name} cannot be written: {exc}"]) from None
+    return store
 
 
 def build(settings: Settings, environ: Mapping[str, str], *,
           clock: Callable[[], float] = time.time, **okx_options: Any) -> Runtime:
-    store = open_store(settings)
+    store = open_store(settings, clock)
     clients, missing = okx_clients(settings, environ, **okx_options)
-    client = slack_client(settings)
+    app = bolt_app(settings)
+    client = app.client
 
     async def group_members(group: str) -> list[str]:
         try:
@@ -140,8 +182,6 @@ def build(settings: Settings, environ: Mapping[str, str], *,
         store=store, policy=policy, clients=clients, missing=missing,
         rules=Rules(settings.approvals_required, settings.allow_self_approval),
         ttl=settings.approval_ttl, approval_channel=settings.approval_channel, clock=clock)
-    app = AsyncApp(client=client, signing_secret=settings.slack_signing_secret or None,
-                   request_verification_enabled=not settings.socket_mode)
     announcer = Announcer(client)
     inflight = Inflight()
     handlers.register(app, service, announcer, inflight)
@@ -151,74 +191,15 @@ def build(settings: Settings, environ: Mapping[str, str], *,
         log.error("unhandled error type=%s", body.get("type") or body.get("command"),
                   exc_info=error)
 
-    return Runtime(settings, app, service, announcer, clients, inflight)
+    return Runtime(settings, app, service, announcer, clients, inflight, missing)
 
 
-def web_app(runtime: Runtime, sweep_every: float | None = EXPIRY_SWEEP_SECONDS
-            ) -> web.Application:
-    """HTTP mode: POST /slack/events (signed by Slack) and GET /healthz."""
-
-    verifier = SignatureVerifier(runtime.settings.slack_signing_secret)
-
-    async def events(request: web.Request) -> web.Response:
-        raw = await request.text()
-        try:  # Bolt's request parser trips over some malformed payloads (TypeError etc.)
-            bolt_request = AsyncBoltRequest(body=raw, query=request.query_string,
-                                            headers=dict(request.headers))
-            reason = problem(bolt_request.body)
-        except (TypeError, KeyError, AttributeError, ValueError, IndexError) as exc:
-            reason = f"unparseable: {type(exc).__name__}"
-        if reason is not None:  # never reaches Bolt; unsigned stays 401 all the same
-            if not verifier.is_valid_request(raw, request.headers):
-                return web.Response(status=401)
-            log.info("malformed payload refused reason=%s", reason)
-            return web.Response(status=400, text="malformed payload")
-        async with runtime.inflight.acking():
-            bolt_response = await runtime.app.async_dispatch(bolt_request)
-        return await to_aiohttp_response(bolt_response)
-
-    async def healthz(_: web.Request) -> web.Response:
-        status = 200 if runtime.ready else 503
-        return web.json_response({"ready": runtime.ready}, status=status)
-
-    async def on_startup(_: web.Application) -> None:
-        await runtime.start(sweep_every)
-
-    async def on_cleanup(_: web.Application) -> None:
-        await runtime.stop()
-
-    application = web.Application()
-    application.router.add_post("/slack/events", events)
-    application.router.add_get("/healthz", healthz)
-    application.on_startup.append(on_startup)
-    application.on_cleanup.append(on_cleanup)
-    return application
+def http_app(runtime: Runtime, guard: ConnectionGuard, *,
+             body_seconds: float = BODY_SECONDS) -> web.Application:
+    """HTTP mode's routes for this runtime (see bot.http_server)."""
+    return http_server.web_app(
+        signature=SlackSignature(runtime.settings.slack_signing_secret),
+        accepting=lambda: runtime.ready, dispatch=runtime.dispatch, guard=guard,
+        body_seconds=body_seconds)
 
 
-class GatedSocketModeHandler(AsyncSocketModeHandler):
-    """Acks malformed envelopes without handing them to Bolt (see handlers.shape)."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        super().__init__(runtime.app, runtime.settings.slack_app_token)
-        self.inflight = runtime.inflight
-
-    async def handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
-        reason = problem(req.payload)
-        if reason is None:
-            async with self.inflight.acking():
-                await super().handle(client, req)  # type: ignore[arg-type]
-            return
-        log.info("malformed envelope refused reason=%s", reason)
-        await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
-
-
-async def socket_mode(runtime: Runtime, stop: asyncio.Event,
-                      sweep_every: float | None = EXPIRY_SWEEP_SECONDS) -> None:
-    """Socket Mode: connect out to Slack, serve until `stop` is set, then drain."""
-    handler = GatedSocketModeHandler(runtime)
-    await handler.connect_async()  # type: ignore[no-untyped-call]
-    await runtime.start(sweep_every)
-    await stop.wait()
-    log.info("shutting down")
-    await handler.close_async()  # type: ignore[no-untyped-call]
-    await runtime.stop()

@@ -14,6 +14,8 @@ USER_OR_GROUP = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_OKX_BASE_URL = "https://www.okx.com"
+# Values .env.example ships with: left in place, they would pass every format check.
+PLACEHOLDER_IDS = frozenset({"C0123456789", "U0123456789", "S0123456789", "U0987654321"})
 
 
 class ConfigError(Exception):
@@ -42,10 +44,12 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 3000
     log_level: str = "INFO"
+    max_connections: int = 256
+    force_http: bool = False  # --http: serve HTTP even when SLACK_APP_TOKEN is set
 
     @property
     def socket_mode(self) -> bool:
-        return bool(self.slack_app_token)
+        return bool(self.slack_app_token) and not self.force_http
 
 
 class _Reader:
@@ -54,13 +58,22 @@ class _Reader:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
         self.problems: list[str] = []
+        self.placeholders: set[str] = set()
 
     def text(self, name: str, default: str = "") -> str:
-        return self.environ.get(name, default).strip() or default
+        value = self.environ.get(name, default).strip() or default
+        if _placeholder(value):
+            if name not in self.placeholders:
+                self.placeholders.add(name)
+                self.problems.append(f"{name}={value!r} is the example value from "
+                                     ".env.example: replace it with the real one (or "
+                                     "delete the line if you don't use it)")
+            return ""
+        return value
 
     def required(self, name: str, hint: str) -> str:
         value = self.text(name)
-        if not value:
+        if not value and name not in self.placeholders:
             self.problems.append(f"{name} is not set: {hint}")
         return value
 
@@ -87,21 +100,36 @@ class _Reader:
         return raw in ("true", "1", "yes")
 
     def ids(self, name: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
-        items = tuple(item.strip() for item in self.text(name).split(",") if item.strip())
+        raw = self.environ.get(name, "")
+        items = tuple(item.strip() for item in raw.split(",") if item.strip())
         bad = [item for item in items if not pattern.match(item)]
         if bad:
             self.problems.append(f"{name} has {', '.join(map(repr, bad))}: expected {what}")
-        return items
+        examples = [item for item in items if item in PLACEHOLDER_IDS]
+        if examples:
+            self.placeholders.add(name)
+            self.problems.append(f"{name} has {', '.join(map(repr, examples))}, the example "
+                                 "value from .env.example: replace it with real IDs")
+        return tuple(item for item in items if item not in PLACEHOLDER_IDS)
 
 
-def load_settings(environ: Mapping[str, str]) -> Settings:
+def _placeholder(value: str) -> bool:
+    return value in PLACEHOLDER_IDS or value.endswith(("...", "…"))
+
+
+def load_settings(environ: Mapping[str, str], *, force_http: bool = False,
+                  port: int | None = None) -> Settings:
+    """Settings, or ConfigError listing every problem. `force_http` and `port` are the
+    command-line flags `--http` and `--port`."""
     r = _Reader(environ)
     bot_token = r.required("SLACK_BOT_TOKEN", "the bot token (xoxb-…) from OAuth & Permissions")
-    app_token = r.text("SLACK_APP_TOKEN")
+    # --http: the app token is neither used nor checked.
+    app_token = "" if force_http else r.text("SLACK_APP_TOKEN")
     signing_secret = r.text("SLACK_SIGNING_SECRET")
     if not app_token and not signing_secret:
-        r.problems.append("SLACK_SIGNING_SECRET is not set: HTTP mode needs it "
-                          "(or set SLACK_APP_TOKEN for Socket Mode)")
+        r.problems.append("SLACK_SIGNING_SECRET is not set: HTTP mode needs it to verify "
+                          "requests" + ("" if force_http else
+                                        " (or set SLACK_APP_TOKEN for Socket Mode)"))
     if bot_token and not bot_token.startswith("xoxb-"):
         r.problems.append("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
     if app_token and not app_token.startswith("xapp-"):
@@ -113,9 +141,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     people = "user IDs (U…, W…) or user group IDs (S…), comma-separated"
     requesters = r.ids("AUTOREPAY_REQUESTERS", USER_OR_GROUP, people)
     approvers = r.ids("AUTOREPAY_APPROVERS", USER_OR_GROUP, people)
-    if not requesters:
+    if not requesters and "AUTOREPAY_REQUESTERS" not in r.placeholders:
         r.problems.append(f"AUTOREPAY_REQUESTERS is not set: {people} who may ask")
-    if not approvers:
+    if not approvers and "AUTOREPAY_APPROVERS" not in r.placeholders:
         r.problems.append(f"AUTOREPAY_APPROVERS is not set: {people} who may approve")
     settings = Settings(
         slack_bot_token=bot_token,
@@ -132,13 +160,46 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         db_path=Path(r.text("AUTOREPAY_DB", "autorepay.db")),
         okx_base_url=_okx_url(r),
         host=r.text("AUTOREPAY_HOST", "0.0.0.0"),
-        port=r.integer("PORT", 3000, minimum=1, maximum=65535),
+        port=_port(r, port),
         log_level=_log_level(r),
+        max_connections=r.integer("AUTOREPAY_MAX_CONNECTIONS", 256, minimum=8, maximum=10000),
+        force_http=force_http,
     )
     _check_db_path(settings.db_path, r.problems)
+    r.problems.extend(quorum_problems(settings))
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+def _port(r: _Reader, flag: int | None) -> int:
+    if flag is None:
+        return r.integer("PORT", 3000, minimum=1, maximum=65535)
+    if not 1 <= flag <= 65535:
+        r.problems.append(f"--port {flag} must be a whole number from 1 to 65535")
+    return flag
+
+
+def quorum_problems(settings: Settings) -> list[str]:
+    """Approval quorums that can never be reached. With user groups among the approvers
+    the members are only known at run time, so only plain user lists are judged."""
+    required = settings.approvals_required
+    approvers = set(settings.approvers)
+    if not approvers or any(a.startswith("S") for a in approvers):
+        return []
+    if len(approvers) < required:
+        return [f"AUTOREPAY_APPROVALS_REQUIRED={required} can never be reached: "
+                f"AUTOREPAY_APPROVERS names {len(approvers)} user(s) and no user group"]
+    if settings.allow_self_approval:
+        return []
+    stuck = [user for user in settings.requesters
+             if not user.startswith("S") and len(approvers - {user}) < required]
+    if stuck:
+        return [f"AUTOREPAY_APPROVALS_REQUIRED={required} can never be reached for requests "
+                f"by {', '.join(stuck)}: they may not approve their own request and "
+                "AUTOREPAY_APPROVERS has too few other users (set "
+                "AUTOREPAY_ALLOW_SELF_APPROVAL=true or add approvers)"]
+    return []
 
 
 def okx_base_url(environ: Mapping[str, str]) -> str:

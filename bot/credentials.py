@@ -47,19 +47,13 @@ class KeyringUnavailable(CredentialsError):
 
 def load(account: Account, environ: Mapping[str, str]) -> Credentials:
     """Credentials for one account, or CredentialsError naming what to set."""
-    stored = _from_keyring(account)
+    try:
+        stored = _from_keyring(account)
+    except KeyringUnavailable:  # no backend on this machine (servers, CI): the environment
+        return _from_environment(account, environ, keyring_usable=False)
     if stored is not None:
         return stored
-    names = account.env_names
-    values = [environ.get(name, "").strip() for name in names]
-    if all(values):
-        return Credentials(*values)
-    if any(values):
-        missing = ", ".join(n for n, v in zip(names, values, strict=True) if not v)
-        raise CredentialsError(f"OKX {account} credentials are incomplete: {missing} not set")
-    raise CredentialsError(
-        f"No OKX {account} credentials: run `{account.set_command}` "
-        f"or set {', '.join(names)}")
+    return _from_environment(account, environ, keyring_usable=True)
 
 
 def ensure_keyring(account: Account) -> None:
@@ -93,8 +87,8 @@ def delete(account: Account) -> bool:
 def _from_keyring(account: Account) -> Credentials | None:
     try:
         blob = keyring.get_password(SERVICE, account.value)
-    except KeyringError:  # no backend on this machine (servers, CI): use the environment
-        return None
+    except KeyringError:
+        raise KeyringUnavailable(_no_keyring(account)) from None
     if not blob:
         return None
     try:
@@ -104,6 +98,23 @@ def _from_keyring(account: Account) -> Credentials | None:
         # Never echo the blob: it holds the secret.
         raise CredentialsError(f"The keyring entry for OKX {account} is damaged: run "
                                f"`{account.set_command}` again") from None
+
+
+def _from_environment(account: Account, environ: Mapping[str, str], *,
+                      keyring_usable: bool) -> Credentials:
+    names = account.env_names
+    values = [environ.get(name, "").strip() for name in names]
+    if all(values):
+        return Credentials(*values)
+    if any(values):
+        missing = ", ".join(n for n, v in zip(names, values, strict=True) if not v)
+        raise CredentialsError(f"OKX {account} credentials are incomplete: {missing} not set")
+    if not keyring_usable:  # `credentials set` cannot work here: name the variables only
+        raise CredentialsError(f"No OKX {account} credentials and no usable keyring on this "
+                               f"machine: set {', '.join(names)} in the environment")
+    raise CredentialsError(
+        f"No OKX {account} credentials: run `{account.set_command}` "
+        f"or set {', '.join(names)}")
 
 
 def _no_keyring(account: Account) -> str:

@@ -62,6 +62,8 @@ class Inflight:
 
     async def drain(self, timeout: float) -> bool:
         """Wait until no work is in flight; False if `timeout` passed first."""
+        if self._count == 0:
+            return True
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:

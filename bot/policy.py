@@ -28,9 +28,11 @@ class GroupLookupError(Exception):
 
 @dataclass(frozen=True)
 class Refusal:
-    """Why a user may not do something, in words for that user."""
+    """Why a user may not do something, in words for that user; `operator_hint` (for the
+    log, never shown to them) names the setting that decided it."""
 
     reason: str
+    operator_hint: str = ""
 
 
 class Policy:
@@ -66,7 +68,8 @@ class Policy:
         if await self.has_role(user, Role.REQUESTER):
             return None
         return Refusal("You are not on the list of people who may request auto repay "
-                       "changes (AUTOREPAY_REQUESTERS).")
+                       "changes; ask whoever runs the bot if you should be.",
+                       operator_hint="AUTOREPAY_REQUESTERS")
 
     async def may_view(self, user: str, channel: str) -> Refusal | None:
         if refusal := self._channel_refusal(channel):
@@ -74,18 +77,20 @@ class Policy:
         if await self.has_role(user, Role.REQUESTER) or await self.has_role(user, Role.APPROVER):
             return None
         return Refusal("Only requesters and approvers of auto repay changes may see its "
-                       "status.")
+                       "status.", operator_hint="AUTOREPAY_REQUESTERS, AUTOREPAY_APPROVERS")
 
     async def may_approve(self, user: str) -> Refusal | None:
         if await self.has_role(user, Role.APPROVER):
             return None
-        return Refusal("You are not an approver for auto repay changes (AUTOREPAY_APPROVERS).")
+        return Refusal("You are not an approver for auto repay changes; ask whoever runs the "
+                       "bot if you should be.", operator_hint="AUTOREPAY_APPROVERS")
 
     def _channel_refusal(self, channel: str) -> Refusal | None:
         if not self._channels or channel in self._channels:
             return None
         where = ", ".join(f"<#{c}>" for c in sorted(self._channels))
-        return Refusal(f"/autorepay can't be used in this channel. Use it in {where}.")
+        return Refusal(f"/autorepay can't be used in this channel. Use it in {where}.",
+                       operator_hint="AUTOREPAY_ALLOWED_CHANNELS")
 
     async def _group(self, group: str) -> frozenset[str]:
         now = self._clock()

@@ -46,10 +46,18 @@ class NotApplicable:
 
 @dataclass(frozen=True)
 class Unavailable:
-    """The account cannot be used: credentials missing, or OKX said no / is down."""
+    """The account cannot be used: credentials missing, or OKX said no / is down.
+
+    `reason` is for the trader who asked; what an operator needs has gone to the log.
+    """
 
     account: Account
     reason: str
+
+
+# For traders: what to do about an account the bot has no usable key for. Which variable
+# or command would fix it is the operator's business, and goes to the log.
+NOT_SET_UP = "it isn't set up in the bot (no usable OKX API key); ask whoever runs it."
 
 
 @dataclass(frozen=True)
@@ -131,7 +139,9 @@ class AutoRepay:
         failed = request.moved_to(Status.FAILED, error_code=reason,
                                   error_text="the approval message could not be posted")
         self.store.abandon(failed, self.clock())
-        log.warning("approval not posted id=%s reason=%s", request.id, reason)
+        log.warning("approval not posted id=%s channel=%s reason=%s: invite the bot to that "
+                    "channel, or set AUTOREPAY_APPROVAL_CHANNEL to one it can post in",
+                    request.id, request.approval_channel, reason)
 
     async def click(self, user: str, request_id: str, approve: bool) -> Outcome | Refusal:
         if refusal := await self.policy.may_approve(user):
@@ -168,11 +178,15 @@ class AutoRepay:
     async def _apply(self, request: ChangeRequest) -> ChangeRequest:
         client = self._clients.get(request.account)
         if client is None:
+            warn("account unavailable", request.account, "credentials", request=request.id,
+                 detail=self._missing_detail(request.account))
             return request.moved_to(Status.FAILED, error_code="credentials",
-                                    error_text=self._missing.get(request.account, "no client"))
+                                    error_text=NOT_SET_UP)
         try:
             confirmed = await client.set_auto_repay(request.desired)
         except OkxError as exc:
+            warn("write failed", request.account, exc.code, request=request.id,
+                 **operator_detail(exc))
             return request.moved_to(Status.FAILED, error_code=exc.code, error_text=str(exc))
         try:
             config = await client.get_account_config()
@@ -190,12 +204,17 @@ class AutoRepay:
     async def _read(self, account: Account) -> AccountConfig | Unavailable:
         client = self._clients.get(account)
         if client is None:
-            return Unavailable(account, self._missing.get(account, "not configured"))
+            warn("account unavailable", account, "credentials",
+                 detail=self._missing_detail(account))
+            return Unavailable(account, NOT_SET_UP)
         try:
             return await client.get_account_config()
         except OkxError as exc:
-            log.warning("account config failed account=%s code=%s", account, exc.code)
+            warn("account unavailable", account, exc.code, **operator_detail(exc))
             return Unavailable(account, str(exc))
+
+    def _missing_detail(self, account: Account) -> str:
+        return self._missing.get(account, "no OKX client for this account")
 
     def _no_change(self, user: str, result: NoChangeNeeded | NotApplicable) -> RequestResult:
         event = "no_change_needed" if isinstance(result, NoChangeNeeded) else "not_applicable"
@@ -204,6 +223,21 @@ class AutoRepay:
         return result
 
     def _refused(self, user: str, what: str, refusal: Refusal, **detail: str | bool) -> None:
-        log.info("refused user=%s action=%s", user, what)
+        fields = {**detail, "hint": refusal.operator_hint}
+        log.info("refused user=%s action=%s reason=%r%s", user, what, refusal.reason,
+                 "".join(f" {key}={value}" for key, value in fields.items() if value != ""))
         self.store.audit(f"refused:{what}", user, now=self.clock(), reason=refusal.reason,
                          **detail)
+
+
+def warn(event: str, account: Account, code: str, **detail: str) -> None:
+    """One WARNING line for the operator: what happened, to which account, and the details
+    traders are spared (which variable to set, what failed underneath)."""
+    fields = "".join(f" {key}={value}" for key, value in detail.items() if value)
+    log.warning("%s account=%s code=%s%s", event, account, code, fields)
+
+
+def operator_detail(exc: OkxError) -> dict[str, str]:
+    """OKX's own message (or, for the client's own codes, what failed underneath) and
+    what whoever runs the bot could do about it."""
+    return {"msg": repr(exc.msg), "hint": exc.operator_hint}

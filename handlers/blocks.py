@@ -180,8 +180,7 @@ def closing_line(request: ChangeRequest) -> str:
                          "applying on OKX…",
         Status.DONE: f":white_check_mark: Done: auto repay is *{onoff(request.result)}*. "
                      f"Approved by {names(request.approvers)}.",
-        Status.FAILED: f":x: Failed ({quote(request.error_code)}). Approved by "
-                       f"{names(request.approvers)}.",
+        Status.FAILED: f"{failure(request)} Approved by {names(request.approvers)}.",
         Status.DENIED: f":no_entry_sign: Denied by <@{request.decided_by}>.",
         Status.EXPIRED: ":zzz: Expired: nobody approved it in time.",
     }
@@ -198,8 +197,7 @@ def thread_result(request: ChangeRequest, *, resumed: bool = False) -> Message:
         text = (f":white_check_mark: Auto repay is now *{onoff(request.result)}* on {account} "
                 f"({okx_id}). {by}")
     elif request.status is Status.FAILED:
-        text = (f":x: Auto repay could not be switched *{wanted}* on {account} ({okx_id}): "
-                f"{quote(request.error_text, 500)} {by} {failure_hint(request)}")
+        text = f"{failed_in_thread(request, f'{account} ({okx_id})')} {by}"
     elif request.status is Status.DENIED:
         text = (f":no_entry_sign: <@{request.decided_by}> denied the request to switch auto "
                 f"repay *{wanted}* on {account}. Nothing was changed.")
@@ -210,24 +208,60 @@ def thread_result(request: ChangeRequest, *, resumed: bool = False) -> Message:
     return Message(tag(request.account) + note + text)
 
 
-def failure_hint(request: ChangeRequest) -> str:
-    if outcome_uncertain(request.error_code):
-        return ("OKX did not answer in time, so the state is not certain: check it with "
-                f"`/autorepay {'demo ' if request.account.is_demo else ''}status`.")
-    return "Nothing was changed."
+def failed_in_thread(request: ChangeRequest, where: str) -> str:
+    """The thread's account of a failure: the same story as `failure`, told in full."""
+    wanted = onoff(request.desired)
+    if outcome_unknown(request):
+        return (f":warning: The outcome is unknown: auto repay may or may not have been "
+                f"switched *{wanted}* on {where}. {why(request)} Please check it with "
+                f"{status_command(request)} before asking again.")
+    return (f":x: Auto repay could not be switched *{wanted}* on {where}: {why(request)} "
+            "Nothing was changed.")
+
+
+def failure(request: ChangeRequest) -> str:
+    """A failed request in one line: unknown outcome or refusal, why, what to do."""
+    if outcome_unknown(request):
+        return (f":warning: The outcome is unknown: {why(request)} Check it with "
+                f"{status_command(request)}.")
+    return f":x: Not applied: {why(request)} Nothing was changed."
+
+
+def outcome_unknown(request: ChangeRequest) -> bool:
+    """Failed in a way that may have reached OKX all the same (an outage, a timeout)."""
+    return outcome_uncertain(request.error_code)
+
+
+def why(request: ChangeRequest) -> str:
+    """The reason, in words with OKX's code (written by okx.errors or bot.service)."""
+    return quote(request.error_text, 500)
+
+
+def status_command(request: ChangeRequest) -> str:
+    return f"`/autorepay {'demo ' if request.account.is_demo else ''}status`"
 
 
 def requester_result(request: ChangeRequest) -> Message:
+    """The same story as the thread and the approval message, in one line."""
     return Message(f"{tag(request.account)}Your request to switch auto repay "
                    f"*{onoff(request.desired)}* on the {account_name(request.account)}: "
                    f"{closing_line(request)}")
 
 
+SLACK_POST_PROBLEMS = {
+    "not_in_channel": "the bot is not a member of that channel",
+    "channel_not_found": "that channel does not exist or the bot can't see it",
+    "is_archived": "that channel is archived",
+}
+
+
 def approval_not_posted(request: ChangeRequest, error: str) -> Message:
+    """For the requester; which setting to fix is in the log (bot.service.abandon)."""
+    problem = SLACK_POST_PROBLEMS.get(error, "Slack refused the message")
     return Message(
         f":warning: {tag(request.account)}Your request could not be put up for approval: "
-        f"Slack refused to post in <#{request.approval_channel}> ({quote(error)}). Invite "
-        "the bot to that channel (or fix AUTOREPAY_APPROVAL_CHANNEL) and ask again. "
+        f"the bot can't post in <#{request.approval_channel}> ({problem}; Slack error "
+        f"`{quote(error)}`). Please ask whoever runs the bot to fix that, then ask again. "
         "Nothing was changed.")
 
 

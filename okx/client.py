@@ -118,7 +118,7 @@ class OkxClient:
         server = await self.server_time()
         after = self._clock()
         self.clock_offset = server - (before + after) / 2
-        log.info("okx clock re-synced offset=%.3fs", self.clock_offset)
+        log.info("clock re-synced offset=%.3fs", self.clock_offset)
         return self.clock_offset
 
     async def _call(
@@ -140,10 +140,10 @@ class OkxClient:
                 delay = self._retry.backoff(attempt)
                 out_of_time = self._monotonic() + delay >= deadline
                 if attempt >= self._retry.max_attempts or out_of_time:
-                    log.warning("okx %s %s gave up after %d attempts code=%s",
-                                method, path, attempt, exc.code)
+                    log.warning("%s %s gave up after %d attempts code=%s msg=%r",
+                                method, path, attempt, exc.code, exc.msg)
                     raise
-                log.info("okx %s %s attempt %d failed code=%s; retrying in %.2fs",
+                log.info("%s %s attempt %d failed code=%s; retrying in %.2fs",
                          method, path, attempt, exc.code, delay)
                 await self._sleep(delay)
 
@@ -167,7 +167,7 @@ class OkxClient:
             )
         except httpx.TransportError as exc:
             raise OkxUnavailableError("network", type(exc).__name__) from exc
-        log.debug("okx %s %s -> HTTP %d", method, path, response.status_code)
+        log.debug("%s %s -> HTTP %d", method, path, response.status_code)
         return parse_envelope(response)
 
 

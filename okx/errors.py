@@ -13,19 +13,33 @@
     └── OkxProtocolError          an answer that is not OKX's JSON envelope
 
 `retryable` tells the client which families are worth another attempt.
+
+Two audiences: `str(exc)` and `explanation` are for the people using the bot (traders),
+so they never name environment variables or exception classes; `operator_hint` says what
+whoever runs the bot can do about it, and `msg` keeps the detail (OKX's own message, or
+for the client's own codes what went wrong underneath). Both belong in the log.
+
+Besides OKX's numeric codes the client uses its own: "network" (no answer at all),
+"http-NNN" (an HTTP error without OKX's envelope) and "protocol" (an unreadable answer).
 """
 
 from __future__ import annotations
 
+REGION_CAUSE = (
+    " A likely cause: the account was opened on my.okx.com (EEA) or app.okx.com (US/AU), "
+    "which the bot must reach through eea.okx.com or us.okx.com; ask whoever runs the bot."
+)
 REGION_HINT = (
-    " If the account was opened on my.okx.com (EEA) or app.okx.com (US/AU), set "
+    "If the account was opened on my.okx.com (EEA) or app.okx.com (US/AU), set "
     "OKX_BASE_URL to https://eea.okx.com or https://us.okx.com."
 )
 
 EXPLANATIONS: dict[str, str] = {
-    "50001": "OKX says the service is temporarily unavailable.",
-    "50004": "OKX timed out answering; the result of the request is unknown.",
-    "50011": "Too many requests to OKX in a short time (rate limit).",
+    "network": "OKX could not be reached (network error).",
+    "protocol": "OKX gave an answer the bot could not read.",
+    "50001": "OKX says its service is temporarily unavailable.",
+    "50004": "OKX timed out answering.",
+    "50011": "OKX's rate limit was reached: too many requests in a short time.",
     "50013": "OKX says its system is busy.",
     "50014": "A required parameter was missing from the request to OKX.",
     "50026": "OKX reported a system error.",
@@ -40,11 +54,11 @@ EXPLANATIONS: dict[str, str] = {
     "50106": "The request reached OKX without a signature.",
     "50107": "The request reached OKX without a timestamp.",
     "50110": "This machine's IP address is not on the API key's IP whitelist.",
-    "50111": "OKX does not recognise the API key." + REGION_HINT,
+    "50111": "OKX does not recognise the API key." + REGION_CAUSE,
     "50112": "OKX could not read the request timestamp.",
     "50113": "OKX rejected the signature; the API secret is probably wrong.",
     "50114": "OKX rejected the authorization of the request.",
-    "50119": "The API key doesn't exist on this OKX site." + REGION_HINT,
+    "50119": "The API key doesn't exist on this OKX site." + REGION_CAUSE,
     "50120": "The API key lacks the Trade permission needed to change auto repay.",
     "51000": "OKX did not accept a parameter of the request.",
     "51010": "This account is not in Spot mode, so auto repay cannot be set.",
@@ -52,9 +66,12 @@ EXPLANATIONS: dict[str, str] = {
     "59001": "OKX refused the setting because the account has borrowings.",
 }
 
+OPERATOR_HINTS: dict[str, str] = {"50111": REGION_HINT, "50119": REGION_HINT}
+
 
 class OkxError(Exception):
-    """Anything that went wrong talking to OKX; `code` and `msg` are OKX's own."""
+    """Anything that went wrong talking to OKX; `code` and `msg` are OKX's own (or, for
+    "network", "http-NNN" and "protocol", the client's)."""
 
     retryable = False
 
@@ -65,13 +82,25 @@ class OkxError(Exception):
 
     @property
     def explanation(self) -> str:
+        """What went wrong, in words for the people using the bot."""
         known = EXPLANATIONS.get(self.code)
         if known:
             return known
+        if self.code.startswith("http-5"):
+            return f"OKX had a server error (HTTP {self.code[5:]})."
+        if self.code.startswith("http-"):
+            return f"OKX gave an answer the bot could not read (HTTP {self.code[5:]})."
         return self.msg or "OKX returned an error."
 
+    @property
+    def operator_hint(self) -> str:
+        """What whoever runs the bot can do about it (for the log); often nothing."""
+        return OPERATOR_HINTS.get(self.code, "")
+
     def __str__(self) -> str:
-        return f"{self.explanation} (OKX code {self.code})"
+        if not self.code.isdigit():  # the client's own codes: the words say it all
+            return self.explanation
+        return f"{self.explanation.rstrip('.')} (OKX code {self.code})."
 
 
 class OkxRejectedError(OkxError):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +22,10 @@ import httpx
 import pytest
 from aiohttp import web
 
-from bot.app import Runtime, build, web_app
+from bot.app import Runtime, build, http_app
 from bot.config import Settings
+from bot.connections import ConnectionGuard
+from bot.http_server import BODY_SECONDS, HEADER_SECONDS, HttpServer
 from handlers.background import expire_now
 from okx import RetryPolicy
 from tests.fakes.loopback import LoopbackServer
@@ -58,12 +62,37 @@ class WallClock:
 
 
 class BotServer(LoopbackServer):
-    def __init__(self, runtime: Runtime) -> None:
+    """The bot's own HTTP server (connection guard included) on loopback."""
+
+    def __init__(self, runtime: Runtime, *, max_connections: int = 256,
+                 header_seconds: float = HEADER_SECONDS,
+                 body_seconds: float = BODY_SECONDS) -> None:
         super().__init__()
         self.runtime = runtime
+        self.guard = ConnectionGuard(max_connections=max_connections,
+                                     header_seconds=header_seconds)
+        self.body_seconds = body_seconds
+        self.http_server: HttpServer | None = None
 
     def build_app(self) -> web.Application:
-        return web_app(self.runtime, sweep_every=None)  # tests sweep expiry themselves
+        async def start(_: web.Application) -> None:
+            await self.runtime.start(sweep_every=None)  # tests sweep expiry themselves
+
+        async def stop(_: web.Application) -> None:
+            await self.runtime.stop()
+
+        app = http_app(self.runtime, self.guard, body_seconds=self.body_seconds)
+        app.on_startup.append(start)
+        app.on_cleanup.append(stop)
+        return app
+
+    async def _serve(self, sock: socket.socket) -> None:
+        self.http_server = HttpServer(self.build_app(), sock, self.guard)
+        await self.http_server.start()
+
+    async def _shutdown(self) -> None:
+        if self.http_server is not None:
+            await self.http_server.stop()
 
 
 @dataclass
@@ -80,12 +109,13 @@ class Harness:
         self.http = httpx.Client(timeout=10)
 
     # --- life cycle ---------------------------------------------------------------------
-    def start(self, **changes: Any) -> Harness:
+    def start(self, server: dict[str, Any] | None = None, **changes: Any) -> Harness:
+        """Build and serve the bot; `server` holds BotServer options (limits)."""
         if changes:
             self.settings = replace(self.settings, **changes)
         runtime = build(self.settings, self.environ, clock=self.clock,
                         retry=RetryPolicy(base_delay=0.01, max_delay=0.05, deadline=5.0))
-        self.server = BotServer(runtime)
+        self.server = BotServer(runtime, **(server or {}))
         self.server.start()
         return self
 
@@ -209,6 +239,34 @@ def harness(slack: FakeSlack, okx: FakeOkx, settings: Settings,
     said = everything_said(slack) + caplog.text
     for secret in SECRETS:
         assert secret not in said, "a secret reached Slack or the logs"
+    leaked = operator_text(everything_said(slack))
+    assert not leaked, f"operator text reached Slack (it belongs in the log): {leaked}"
+
+
+# What only an operator can act on: it goes to the log, never to traders (SPEC §3.9).
+OPERATOR_TEXT = re.compile(
+    r"\b(?:OKX|SLACK|AUTOREPAY)_[A-Z0-9_]+"  # environment variable names
+    r"|\bPORT="
+    r"|python -m bot"
+    r"|\b[A-Z][a-zA-Z]+(?:Error|Exception)\b"  # Python exception class names
+    r"|Traceback")
+
+
+def operator_text(said: str) -> list[str]:
+    """Every piece of operator text in what the bot sent to Slack (`everything_said`)."""
+    text = "\n".join(strings(json.loads(said)))  # unescaped: "\\nKeyError" is not "nKeyError"
+    return sorted({match.group() for match in OPERATOR_TEXT.finditer(text)})
+
+
+def strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from strings(item)
 
 
 @pytest.fixture

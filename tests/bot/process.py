@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -19,12 +20,13 @@ from tests.fakes.slack_server import FakeSlack
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def bot_process(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+def bot_process(args: list[str], env: dict[str, str], cwd: Path,
+                **popen: Any) -> subprocess.Popen[str]:
     base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT),
             "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
     return subprocess.Popen([sys.executable, "-m", "bot", *args], env={**base, **env},
                             cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, **popen)
 
 
 def free_port() -> int:
@@ -66,3 +68,44 @@ def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[str
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+class Lines:
+    """A running process's stderr, read line by line in a thread, so a test can wait for a
+    line while the process goes on."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        import threading
+
+        self.lines: list[str] = []
+        self.ended = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self.ended = True
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, count: int = 1, timeout: float = 20.0) -> list[str]:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(found := [line for line in self.lines if text in line]) < count:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.ended:
+                    raise AssertionError(f"no {text!r} in: {self.text}")
+                self._changed.wait(min(left, 0.5))
+        return found
+
+    def finish(self, timeout: float = 15.0) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)

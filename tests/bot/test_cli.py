@@ -5,13 +5,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-import pytest
-
-from bot.__main__ import manage_credentials
-from bot.credentials import Account
 from tests.bot.conftest import APPROVALS, OKX_ENV
 from tests.bot.process import bot_env, bot_process, free_port, wait_ready
-from tests.fakes.memory_keyring import MemoryKeyring
 from tests.fakes.okx_server import FakeOkx
 from tests.fakes.slack_server import FakeSlack
 
@@ -59,45 +54,6 @@ def test_run_command_starts_from_dotenv_serves_healthz_and_stops_on_sigterm(
     assert (tmp_path / "autorepay.db").exists()
     for secret in ("from-dotenv", OKX_ENV["OKX_API_SECRET"], OKX_ENV["OKX_API_PASSPHRASE"]):
         assert secret not in err
-
-
-def test_credentials_check_reads_the_account(tmp_path: Path, okx: FakeOkx) -> None:
-    process = bot_process(["credentials", "check"], {**OKX_ENV, "OKX_BASE_URL": okx.url},
-                          tmp_path)
-    out, err = process.communicate(timeout=30)
-    assert process.returncode == 0, err
-    assert "uid 448812345678" in out and "Spot mode" in out and "auto repay:   OFF" in out
-    for secret in (OKX_ENV["OKX_API_SECRET"], OKX_ENV["OKX_API_PASSPHRASE"]):
-        assert secret not in out + err
-
-
-def test_credentials_check_without_any(tmp_path: Path) -> None:
-    process = bot_process(["credentials", "check", "--demo"], {}, tmp_path)
-    _, err = process.communicate(timeout=30)
-    assert process.returncode == 2
-    assert "credentials set --demo" in err and "OKX_DEMO_API_KEY" in err
-
-
-def test_credentials_set_without_a_keyring_says_what_to_do(tmp_path: Path) -> None:
-    process = bot_process(["credentials", "set"], {}, tmp_path)
-    out, err = process.communicate(input="key\nsecret\npass\n", timeout=30)
-    assert process.returncode == 2
-    assert "No usable keyring" in err and "OKX_API_KEY" in err
-    assert "API key:" not in out  # told before typing any secret
-
-
-def test_credentials_set_and_delete(memory_keyring: MemoryKeyring,
-                                    monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
-    answers = iter(["SECRET-typed", "PASS-typed"])
-    monkeypatch.setattr("builtins.input", lambda _: "demo-key-typed")
-    monkeypatch.setattr("getpass.getpass", lambda _: next(answers))
-    assert manage_credentials("set", Account.DEMO, {}) == 0
-    assert "SECRET-typed" in memory_keyring.entries[("autorepay-bot", "demo")]
-    assert manage_credentials("delete", Account.DEMO, {}) == 0
-    assert memory_keyring.entries == {}
-    out = capsys.readouterr().out
-    assert "SECRET-typed" not in out and "PASS-typed" not in out
 
 
 def test_socket_mode_process_connects_and_stops_on_sigterm(tmp_path: Path, slack: FakeSlack,

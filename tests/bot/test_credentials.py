@@ -47,3 +47,12 @@ def test_damaged_keyring_entry_is_not_echoed(memory_keyring: MemoryKeyring) -> N
     with pytest.raises(CredentialsError) as caught:
         credentials.load(Account.LIVE, ENV)
     assert "SECRET-BLOB" not in str(caught.value)
+
+
+def test_without_a_keyring_missing_names_only_the_variables() -> None:
+    keyring.set_keyring(NoKeyring())
+    with pytest.raises(CredentialsError) as caught:
+        credentials.load(Account.DEMO, ENV)
+    message = str(caught.value)
+    assert "OKX_DEMO_API_KEY" in message and "OKX_DEMO_API_PASSPHRASE" in message
+    assert "credentials set" not in message

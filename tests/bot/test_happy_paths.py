@@ -28,7 +28,7 @@ def test_live_on_is_approved_applied_and_reported_in_the_thread(bot: Harness) ->
     told = bot.slack.wait_for(lambda: bot.slack.called("chat.postEphemeral"))
     assert told[0].args["user"] == ALICE and "Done" in told[0].args["text"]
     events = [e.event for e in bot.runtime.service.store.audit_events()]
-    assert events[:2] == ["requested", "approval_posted"] and "okx_done" in events
+    assert events[:3] == ["started", "requested", "approval_posted"] and "okx_done" in events
 
 
 def test_live_off(bot: Harness) -> None:

@@ -13,8 +13,9 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from bot.app import build, socket_mode
+from bot.app import build
 from bot.config import Settings
+from bot.lifecycle import serve_socket_mode
 from handlers.blocks import APPROVE
 from okx import RetryPolicy
 from tests.bot.conftest import ALICE, APPROVALS, BOB, OKX_ENV, OPS, WallClock, live
@@ -34,7 +35,7 @@ class SocketBot:
     def _run(self) -> None:
         async def main() -> None:
             self.stop_event = asyncio.Event()
-            await socket_mode(self.runtime, self.stop_event, sweep_every=None)
+            await serve_socket_mode(self.runtime, self.stop_event)
         self.loop.run_until_complete(main())
 
     def stop(self) -> None:

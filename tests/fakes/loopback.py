@@ -61,8 +61,7 @@ class LoopbackServer:
         return self
 
     def stop(self) -> None:
-        if self._runner is not None:
-            self.call(self._runner.cleanup())
+        self.call(self._shutdown())
         self.call(self._cancel_leftovers())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
@@ -71,6 +70,10 @@ class LoopbackServer:
     def call(self, coro: Any) -> Any:
         """Run a coroutine on the server's loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
+
+    async def _shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
 
     async def _cancel_leftovers(self) -> None:
         """Requests a fake held open on purpose end with the server."""

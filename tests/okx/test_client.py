@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -214,3 +215,20 @@ async def test_burst_of_twenty_writes_stays_under_okx_limit(okx: FakeOkx) -> Non
     assert okx.codes().count("50011") == 0
     assert len(okx.codes()) == 20
     assert 5.9 <= elapsed <= 6.9
+
+
+async def test_log_lines_do_not_repeat_the_logger_name(
+        okx: FakeOkx, fake_time: FakeTime, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="okx")
+    okx.clock_offset = 95.0
+    okx.fail_next("50001", times=100, path=SET_AUTO_REPAY)
+    async with client(okx, fake_time) as c:
+        await c.get_account_config()
+        with pytest.raises(OkxUnavailableError):
+            await c.set_auto_repay(True)
+    lines = [r.getMessage() for r in caplog.records if r.name == "okx"]
+    assert f"POST {SET_AUTO_REPAY} attempt 1 failed code=50001" in "\n".join(lines)
+    assert f"POST {SET_AUTO_REPAY} gave up after 6 attempts code=50001 msg='injected'" in lines
+    assert any(line.startswith("clock re-synced offset=") for line in lines)
+    assert any(line == "GET /api/v5/account/config -> HTTP 200" for line in lines)
+    assert not [line for line in lines if line.startswith("okx ")]

@@ -1,0 +1,147 @@
+"""HTTP mode: POST /slack/events and GET /healthz on a socket bound before start-up.
+
+Every request to /slack/events is checked against Slack's signature on its raw bytes
+before anything parses it, whatever else is configured: unsigned, badly signed or stale
+is 401 for any body, with one short log line. Only then does Bolt see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import web
+from slack_bolt.request.async_request import AsyncBoltRequest
+
+from bot.connections import ConnectionGuard
+from bot.signature import SlackSignature
+from handlers.shape import problem
+
+log = logging.getLogger("bot.http")
+HEADER_SECONDS = 10.0
+BODY_SECONDS = 10.0
+MAX_BODY_BYTES = 1 << 20
+# What Bolt's request parser (or json) may raise on a signed but malformed payload.
+PARSE_ERRORS = (TypeError, KeyError, AttributeError, ValueError, IndexError, RecursionError)
+
+
+def web_app(*, signature: SlackSignature, accepting: Callable[[], bool],
+            dispatch: Callable[[AsyncBoltRequest], Awaitable[web.StreamResponse]],
+            guard: ConnectionGuard, body_seconds: float = BODY_SECONDS) -> web.Application:
+    async def events(request: web.Request) -> web.StreamResponse:
+        if not accepting():
+            return web.Response(status=503, text="starting or stopping")
+        raw = await read_body(request, body_seconds)
+        if isinstance(raw, web.Response):
+            return raw
+        why = signature.problem(raw, request.headers)
+        if why is not None:  # never the body: it may be huge or hold a response_url
+            log.info("refused request to /slack/events: %s (%d bytes) status=401", why,
+                     len(raw))
+            return web.Response(status=401)
+        bolt_request = parse(raw, request.query_string, dict(request.headers))
+        if isinstance(bolt_request, str):
+            log.info("malformed payload refused reason=%s status=400", bolt_request)
+            return web.Response(status=400, text="malformed payload")
+        return await dispatch(bolt_request)
+
+    async def healthz(_: web.Request) -> web.Response:
+        ready = accepting()
+        return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+    @web.middleware
+    async def limits(request: web.Request,
+                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                     ) -> web.StreamResponse:
+        guard.request_started(request.transport)
+        try:
+            return await handler(request)
+        finally:
+            guard.request_finished(request.transport)
+
+    application = web.Application(middlewares=[limits], client_max_size=MAX_BODY_BYTES)
+    application.router.add_post("/slack/events", events)
+    application.router.add_get("/healthz", healthz)
+    return application
+
+
+async def read_body(request: web.Request, seconds: float) -> bytes | web.Response:
+    """The body within `seconds` and MAX_BODY_BYTES, or the response that refuses it."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return closing(web.Response(status=413, text="request body too large"))
+    try:
+        return await asyncio.wait_for(request.read(), seconds)
+    except web.HTTPRequestEntityTooLarge:
+        return closing(web.Response(status=413, text="request body too large"))
+    except TimeoutError:
+        log.info("client too slow sending its body: disconnected status=408")
+        return closing(web.Response(status=408, text="body not received in time"))
+
+
+def closing(response: web.Response) -> web.Response:
+    response.force_close()
+    return response
+
+
+def parse(raw: bytes, query: str, headers: dict[str, str | Sequence[str]]
+          ) -> AsyncBoltRequest | str:
+    """A Bolt request for a payload of the shape Slack sends; otherwise why not."""
+    try:
+        bolt_request = AsyncBoltRequest(body=raw.decode("utf-8"), query=query,
+                                        headers=headers)
+        reason = problem(bolt_request.body)
+    except UnicodeDecodeError:
+        return "body is not UTF-8"
+    except PARSE_ERRORS as exc:  # Bolt trips over some malformed payloads
+        return f"unparseable: {type(exc).__name__}"
+    return bolt_request if reason is None else reason
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, or OSError / socket.gaierror for the caller to report."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class HttpServer:
+    """aiohttp serving `application` on an already bound socket, behind the guard."""
+
+    def __init__(self, application: web.Application, sock: socket.socket,
+                 guard: ConnectionGuard) -> None:
+        # lingering_time=0: a request whose body was refused (too slow, too large) ends
+        # its connection at once instead of being read on for another 10 s.
+        self._runner = web.AppRunner(application, access_log=None, handle_signals=False,
+                                     shutdown_timeout=2.0, lingering_time=0)
+        self._sock = sock
+        self._guard = guard
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._sock.getsockname()[:2]
+        return str(host), int(port)
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._guard.protocol_factory(server),
+                                                sock=self._sock)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        await self._runner.cleanup()

@@ -1,0 +1,200 @@
+"""Running the bot (SPEC §6): prepare, bind, check, serve, drain, stop.
+
+- Everything that can be judged locally (variables, credentials, the port, the database)
+  is judged first, and every problem is printed on a line of its own: exit 2.
+- HTTP mode binds its socket before anything slow and answers /healthz with 503 until
+  the checks against Slack and OKX are done, and again while draining.
+- A signal at any moment (while waiting for Slack included) stops the bot with exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import resource
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.app import Runtime, build, credential_problems, http_app
+from bot.config import ConfigError, Settings, load_settings
+from bot.connections import ConnectionGuard
+from bot.http_server import HEADER_SECONDS, HttpServer, bind
+from bot.socket_link import GatedSocketModeHandler
+from bot.startup import check_accounts, check_slack
+
+log = logging.getLogger("bot")
+CONFIG_EXIT = 2
+DRAIN_SECONDS = 30.0
+# Files kept free for the rest: the database, logs, OKX and Slack connections (64), and
+# the connections asyncio accepts in one batch (up to the listen backlog, 128) before
+# the guard can drop any of them.
+FILES_KEPT_FOR_THE_REST = 64 + 128
+
+
+@dataclass
+class Prepared:
+    runtime: Runtime
+    sock: socket.socket | None  # HTTP mode: bound and listening
+
+
+def prepare(environ: Mapping[str, str], *, force_http: bool, port: int | None,
+            **build_options: Any) -> Prepared:
+    """The runtime and its socket, or ConfigError with every problem found."""
+    problems: list[str] = []
+    settings: Settings | None = None
+    try:
+        settings = load_settings(environ, force_http=force_http, port=port)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    problems.extend(credential_problems(environ))
+    if settings is None:
+        raise ConfigError(problems)
+    logging.getLogger().setLevel(settings.log_level)
+    sock = None
+    if not settings.socket_mode:
+        try:
+            sock = bind(settings.host, settings.port)
+        except OSError as exc:
+            problems.append(bind_problem(settings, exc, port_flag=port is not None))
+    try:
+        runtime = build(settings, environ, **build_options) if not problems else None
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        runtime = None
+    if runtime is None:
+        if sock is not None:
+            sock.close()
+        raise ConfigError(problems)
+    return Prepared(runtime, sock)
+
+
+def bind_problem(settings: Settings, exc: OSError, *, port_flag: bool) -> str:
+    host, port = settings.host, settings.port
+    where = f"--port {port}" if port_flag else f"PORT={port}"
+    if isinstance(exc, socket.gaierror):
+        return f"AUTOREPAY_HOST={host!r} does not resolve to an address ({exc.strerror})"
+    if exc.errno == errno.EADDRINUSE:
+        return f"{where}: the port is already in use on {host} (is the bot running already?)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"AUTOREPAY_HOST={host!r} is not an address of this machine"
+    if exc.errno == errno.EACCES:
+        return f"{where}: no permission to listen there (ports below 1024 need privileges)"
+    return f"cannot listen on {host} ({where}, AUTOREPAY_HOST): {exc.strerror or exc}"
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every OKX call at INFO; the OKX client logs what matters itself.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Bolt's signature check logs the whole body of a refused request at INFO. Requests
+    # reach it only after bot.http_server has checked them, but never let it log one.
+    logging.getLogger("slack_bolt.RequestVerification").setLevel(logging.WARNING)
+
+
+def report(problems: list[str]) -> int:
+    for problem in problems:
+        print(f"autorepay: config error: {problem}", file=sys.stderr)
+    return CONFIG_EXIT
+
+
+async def serve(environ: Mapping[str, str], *, force_http: bool, port: int | None) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    configure_logging()
+    try:
+        prepared = prepare(environ, force_http=force_http, port=port)
+    except ConfigError as exc:
+        return report(exc.problems)
+    if prepared.sock is not None:
+        return await serve_http(prepared.runtime, prepared.sock, stop)
+    return await serve_socket_mode(prepared.runtime, stop)
+
+
+async def serve_http(runtime: Runtime, sock: socket.socket, stop: asyncio.Event, *,
+                     header_seconds: float = HEADER_SECONDS) -> int:
+    guard = ConnectionGuard(max_connections=connection_limit(runtime.settings),
+                            header_seconds=header_seconds)
+    server = HttpServer(http_app(runtime, guard), sock, guard)
+    await server.start()
+    host, port = server.address
+    log.info("listening on http://%s:%d (POST /slack/events, GET /healthz)", host, port)
+    try:
+        code, _ = await start_checked(runtime, stop)
+        if code is None:
+            await stop.wait()
+    finally:
+        log.info("shutting down")
+        await runtime.stop(DRAIN_SECONDS)
+        await server.stop()
+    log.info("stopped")
+    return code or 0
+
+
+async def serve_socket_mode(runtime: Runtime, stop: asyncio.Event) -> int:
+    log.info("starting in Socket Mode")
+    code, url = await start_checked(runtime, stop, start=False)
+    if code is not None:
+        await runtime.stop(0)
+        return code
+    handler = GatedSocketModeHandler(runtime.app, runtime.settings.slack_app_token,
+                                     runtime.inflight, url)
+    try:
+        if await until_stopped(handler.connect_async(), stop):  # type: ignore[no-untyped-call]
+            await runtime.start()
+            await stop.wait()
+    finally:
+        log.info("shutting down")
+        await handler.close_async()  # type: ignore[no-untyped-call]
+        await runtime.stop(DRAIN_SECONDS)
+    log.info("stopped")
+    return 0
+
+
+def connection_limit(settings: Settings) -> int:
+    """AUTOREPAY_MAX_CONNECTIONS, kept below what this process may open (ulimit -n):
+    past that, accepting fails and nothing can be answered at all."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    usable = max(8, soft - FILES_KEPT_FOR_THE_REST)
+    if soft != resource.RLIM_INFINITY and settings.max_connections > usable:
+        log.warning("AUTOREPAY_MAX_CONNECTIONS=%d is more than this process may open "
+                    "(ulimit -n %d); using %d", settings.max_connections, soft, usable)
+        return usable
+    return settings.max_connections
+
+
+async def start_checked(runtime: Runtime, stop: asyncio.Event, *, start: bool = True
+                        ) -> tuple[int | None, str | None]:
+    """Run the start-up checks, then start. (exit code, Socket Mode URL): the code is
+    None when the bot is running, 0 when told to stop, 2 when a check failed."""
+    checks = asyncio.gather(check_slack(runtime), check_accounts(runtime))
+    if not await until_stopped(checks, stop):
+        return 0, None
+    (slack_problems, url), okx_problems = checks.result()
+    if slack_problems or okx_problems:
+        return report(slack_problems + okx_problems), None
+    if start:
+        await runtime.start()
+    return None, url
+
+
+async def until_stopped(work: Awaitable[Any], stop: asyncio.Event) -> bool:
+    """Await `work` unless `stop` is set first (then cancel it): True if it finished."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if task.done():
+        task.result()  # re-raise a failure
+        return True
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return False

@@ -1,0 +1,107 @@
+"""Start-up checks against Slack and OKX: what can be proven before saying "ready".
+
+- Slack: `auth.test` with the bot token and, in Socket Mode, `apps.connections.open`
+  with the app token. A token Slack rejects is a start-up problem (exit 2); Slack not
+  answering is retried with capped backoff, one line per attempt, until it answers or
+  the bot is told to stop.
+- OKX: each account's configuration is read once. A key OKX refuses is logged as an
+  error and that account becomes unavailable; OKX not answering is a warning and the
+  account is tried again when used. With no account left, the bot does not start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from slack_sdk.errors import SlackApiError
+
+from bot.app import Runtime
+from bot.credentials import Account
+from bot.socket_link import CONNECT_ERRORS, CONNECT_TIMEOUT, backoff, describe
+from okx import OkxError, OkxRejectedError
+
+log = logging.getLogger("bot.startup")
+OKX_CHECK_SECONDS = 8.0
+# Slack errors that say "not now" rather than "not this token".
+SLACK_TRANSIENT = frozenset({"ratelimited", "fatal_error", "internal_error",
+                             "service_unavailable", "request_timeout"})
+
+
+async def check_slack(runtime: Runtime) -> tuple[list[str], str | None]:
+    """(problems, Socket Mode URL). Waits for Slack as long as it takes: cancel it to
+    stop waiting."""
+    settings = runtime.settings
+    problems: list[str] = []
+    if rejected := await _ask("SLACK_BOT_TOKEN", runtime.app.client.auth_test):
+        problems.append(rejected)
+    url = None
+    if settings.socket_mode:
+        answer: dict[str, object] = {}
+
+        async def open_connection() -> None:
+            response = await runtime.app.client.apps_connections_open(
+                app_token=settings.slack_app_token)
+            answer["url"] = response["url"]
+
+        if rejected := await _ask("SLACK_APP_TOKEN", open_connection):
+            problems.append(rejected)
+        url = str(answer["url"]) if "url" in answer else None
+    return problems, url
+
+
+async def _ask(variable: str, call: Callable[[], Awaitable[object]]) -> str | None:
+    """Call Slack until it answers; the problem line if it rejects the token."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await asyncio.wait_for(call(), CONNECT_TIMEOUT)
+            return None
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "error"))
+            if exc.response.status_code < 500 and error not in SLACK_TRANSIENT:
+                return f"{variable} was rejected by Slack ({error}): copy the token again " \
+                       "from the app's settings at api.slack.com/apps"
+            failure = describe(exc)
+        except CONNECT_ERRORS as exc:
+            failure = describe(exc)
+        delay = backoff(attempt)
+        log.warning("could not reach Slack to check %s, attempt %d (%s); next attempt in "
+                    "%.1fs", variable, attempt, failure, delay)
+        await asyncio.sleep(delay)
+
+
+async def check_accounts(runtime: Runtime) -> list[str]:
+    """Read each account once; retire those OKX refuses. Problems only if none is left."""
+    accounts = list(runtime.clients)
+    results = await asyncio.gather(*(_check_account(runtime, a) for a in accounts))
+    for account, refusal in zip(accounts, results, strict=True):
+        if refusal is not None:
+            runtime.retire(account, refusal)
+    if runtime.clients:
+        return []
+    return ["no OKX account can be used: "
+            + "; ".join(f"{account}: {why}" for account, why in runtime.missing.items())]
+
+
+async def _check_account(runtime: Runtime, account: Account) -> str | None:
+    """None when usable (or OKX didn't answer); the reason when OKX refused the key."""
+    try:
+        config = await asyncio.wait_for(runtime.clients[account].get_account_config(),
+                                        OKX_CHECK_SECONDS)
+    except OkxRejectedError as exc:
+        log.error("OKX refused the %s account's API key at start: %s (OKX code %s)%s; "
+                  "that account is unavailable until the key is fixed and the bot "
+                  "restarted", account, exc.explanation, exc.code,
+                  f" {exc.operator_hint}" if exc.operator_hint else "")
+        return f"OKX refused its API key ({exc.code})"
+    except (OkxError, TimeoutError) as exc:
+        code = exc.code if isinstance(exc, OkxError) else "timeout"
+        log.warning("could not read the %s account at start (%s); it will be tried again "
+                    "when used", account, code)
+        return None
+    log.info("OKX %s account ok: uid %s, %s, auto repay %s", account, config.uid,
+             config.mode_name, "ON" if config.auto_repay else "OFF")
+    return None
