@@ -83,3 +83,17 @@ def test_socket_mode_does_the_same_work(socket_bot: SocketBot, slack: FakeSlack,
     thread = slack.wait_for(lambda: slack.thread(ts))
     assert "now *ON*" in thread[0]["text"]
     assert live(okx).auto_repay is True
+
+
+def test_a_dropped_connection_is_opened_again_and_work_goes_on(
+        socket_bot: SocketBot, slack: FakeSlack, okx: FakeOkx,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    slack.drop_sockets()
+    slack.wait_for(lambda: len(slack.called("apps.connections.open")) >= 2 and slack.connected)
+    command = dict(parse_qsl(slash_command("status", ALICE, OPS, slack.response_url("s3"))))
+    slack.send_envelope(envelope("env-3", "slash_commands", command))
+    acked(slack, "env-3")
+    assert "OFF" in str(slack.wait_for(lambda: slack.responses_to("s3")))
+    assert "connected to Slack (Socket Mode)" in caplog.text  # our way of reconnecting
+    assert "Traceback" not in caplog.text

@@ -103,6 +103,13 @@ class FakeSlack(LoopbackServer):
     def connected(self) -> bool:
         return bool(self._sockets)
 
+    def drop_sockets(self) -> None:
+        """Close every Socket Mode connection from Slack's side, as a deploy of theirs does."""
+        async def close() -> None:
+            for ws in list(self._sockets):
+                await ws.close()
+        self.call(close())
+
     def send_envelope(self, envelope: dict[str, Any]) -> None:
         async def send() -> None:
             for ws in self._sockets:
