@@ -27,6 +27,7 @@ from bot.approvals import Rules
 from bot.config import ConfigError, Settings
 from bot.connections import ConnectionGuard
 from bot.credentials import Account, CredentialsError
+from bot.dblock import DatabaseInUse, DatabaseLock
 from bot.http_server import BODY_SECONDS
 from bot.inflight import Inflight
 from bot.policy import GroupLookupError, Policy
@@ -50,6 +51,7 @@ class Runtime:
     clients: dict[Account, OkxClient]
     inflight: Inflight
     missing: dict[Account, str] = field(default_factory=dict)
+    lock: DatabaseLock | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     retired: list[OkxClient] = field(default_factory=list)  # accounts OKX refused at start
     ready: bool = False
@@ -95,7 +97,12 @@ class Runtime:
             await client.aclose()
         if self.app.client.session is not None:
             await self.app.client.session.close()
+        self.close_store()
+
+    def close_store(self) -> None:
         self.service.store.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def credential_problems(environ: Mapping[str, str]) -> list[str]:
@@ -145,6 +152,20 @@ def bolt_app(settings: Settings) -> AsyncApp:
     return app
 
 
+def lock_database(settings: Settings) -> DatabaseLock:
+    lock = DatabaseLock(settings.db_path)
+    try:
+        lock.acquire()
+    except DatabaseInUse as exc:
+        raise ConfigError([f"AUTOREPAY_DB={str(settings.db_path)!r} cannot be used: {exc} "
+                           "(one bot process per database)"]) from None
+    except OSError as exc:
+        raise ConfigError([f"AUTOREPAY_DB={str(settings.db_path)!r} cannot be used: its "
+                           f"lock file {str(lock.path)!r} can't be opened ({exc.strerror})"]
+                          ) from None
+    return lock
+
+
 def open_store(settings: Settings, clock: Callable[[], float] = time.time) -> Store:
     """The database, proven writable: a read-only file fails here, not at the first
     command."""
@@ -163,7 +184,12 @@ def open_store(settings: Settings, clock: Callable[[], float] = time.time) -> St
 
 def build(settings: Settings, environ: Mapping[str, str], *,
           clock: Callable[[], float] = time.time, **okx_options: Any) -> Runtime:
-    store = open_store(settings, clock)
+    lock = lock_database(settings)
+    try:
+        store = open_store(settings, clock)
+    except ConfigError:
+        lock.release()
+        raise
     clients, missing = okx_clients(settings, environ, **okx_options)
     app = bolt_app(settings)
     client = app.client
@@ -171,8 +197,10 @@ def build(settings: Settings, environ: Mapping[str, str], *,
     async def group_members(group: str) -> list[str]:
         try:
             response = await client.usergroups_users_list(usergroup=group)
-        except SlackApiError as exc:
+        except SlackApiError as exc:  # ratelimited (429) included, after the retries
             raise GroupLookupError(str(exc.response.get("error"))) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:  # Slack not reached at all
+            raise GroupLookupError(f"{type(exc).__name__} {exc}".strip()) from None
         users: list[object] = response.get("users") or []
         return [str(user) for user in users]
 
@@ -191,7 +219,7 @@ def build(settings: Settings, environ: Mapping[str, str], *,
         log.error("unhandled error type=%s", body.get("type") or body.get("command"),
                   exc_info=error)
 
-    return Runtime(settings, app, service, announcer, clients, inflight, missing)
+    return Runtime(settings, app, service, announcer, clients, inflight, missing, lock)
 
 
 def http_app(runtime: Runtime, guard: ConnectionGuard, *,

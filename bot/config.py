@@ -121,6 +121,16 @@ def load_settings(environ: Mapping[str, str], *, force_http: bool = False,
                   port: int | None = None) -> Settings:
     """Settings, or ConfigError listing every problem. `force_http` and `port` are the
     command-line flags `--http` and `--port`."""
+    settings, problems = read_settings(environ, force_http=force_http, port=port)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def read_settings(environ: Mapping[str, str], *, force_http: bool = False,
+                  port: int | None = None) -> tuple[Settings, list[str]]:
+    """Settings as far as they could be read (defaults where a value is wrong), and every
+    problem found, so that later checks can add theirs to the same report."""
     r = _Reader(environ)
     bot_token = r.required("SLACK_BOT_TOKEN", "the bot token (xoxb-…) from OAuth & Permissions")
     # --http: the app token is neither used nor checked.
@@ -167,9 +177,7 @@ def load_settings(environ: Mapping[str, str], *, force_http: bool = False,
     )
     _check_db_path(settings.db_path, r.problems)
     r.problems.extend(quorum_problems(settings))
-    if r.problems:
-        raise ConfigError(r.problems)
-    return settings
+    return settings, r.problems
 
 
 def _port(r: _Reader, flag: int | None) -> int:

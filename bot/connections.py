@@ -7,8 +7,10 @@ every file descriptor. The guard sits between the listening socket and aiohttp's
 - a connection has `header_seconds` to send its request headers (counted from the
   connect, and again from the end of each request on a kept-alive connection);
 - at most `max_connections` are open; when one more arrives, the oldest connection that
-  is only waiting (no request being handled) is dropped to make room, so a flood of idle
-  connections can never lock a real request out.
+  is not being served (waiting for headers, or still sending its body) is dropped to
+  make room, so a flood of idle or slow connections can never lock a real request out;
+- when accepting runs out of file descriptors anyway, the oldest such connections are
+  dropped (`shed`).
 
 The body deadline and the size limit are applied per request (`read_body`).
 """
@@ -30,7 +32,7 @@ class _Connection:
 
     def __init__(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
-        self.busy = False
+        self.busy = False  # its request has been read in full and is being served
         self.timer: asyncio.TimerHandle | None = None
 
 
@@ -63,11 +65,16 @@ class ConnectionGuard:
             connection.timer.cancel()
 
     def request_started(self, transport: asyncio.BaseTransport | None) -> None:
+        """Headers are in: the header deadline no longer applies (the body has its own)."""
+        connection = self._open.get(transport) if transport is not None else None
+        if connection is not None and connection.timer is not None:
+            connection.timer.cancel()
+
+    def request_read(self, transport: asyncio.BaseTransport | None) -> None:
+        """The whole request is in: from now on the connection is not dropped for room."""
         connection = self._open.get(transport) if transport is not None else None
         if connection is not None:
             connection.busy = True
-            if connection.timer is not None:
-                connection.timer.cancel()
 
     def request_finished(self, transport: asyncio.BaseTransport | None) -> None:
         connection = self._open.get(transport) if transport is not None else None
@@ -79,15 +86,25 @@ class ConnectionGuard:
         loop = asyncio.get_running_loop()
         connection.timer = loop.call_later(self._header_seconds, self._drop, connection)
 
+    def shed(self, share: float = 0.1) -> None:
+        """Out of file descriptors: drop the oldest connections not being served."""
+        idle = [c for c in self._open.values() if not c.busy]
+        dropped = idle[:max(1, int(len(self._open) * share))]
+        for connection in dropped:
+            self._drop(connection)
+        self._report(len(dropped), "file descriptors ran out")
+
     def _make_room(self, newcomer: _Connection) -> None:
         waiting = next((c for c in self._open.values() if not c.busy and c is not newcomer),
                        None)
         self._drop(waiting or newcomer)
-        self._dropped += 1
+        self._report(1, f"connection limit reached ({self._max} open)")
+
+    def _report(self, dropped: int, why: str) -> None:
+        self._dropped += dropped
         now = time.monotonic()
         if now - self._reported_at >= REPORT_EVERY_SECONDS:  # one line, not one per drop
-            log.warning("connection limit reached (%d open): dropped %d waiting "
-                        "connection(s)", self._max, self._dropped)
+            log.warning("%s: dropped %d connection(s) not being served", why, self._dropped)
             self._reported_at, self._dropped = now, 0
 
     def _drop(self, connection: _Connection) -> None:

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.connections import ConnectionGuard
@@ -36,6 +37,7 @@ def web_app(*, signature: SlackSignature, accepting: Callable[[], bool],
         raw = await read_body(request, body_seconds)
         if isinstance(raw, web.Response):
             return raw
+        guard.request_read(request.transport)
         why = signature.problem(raw, request.headers)
         if why is not None:  # never the body: it may be huge or hold a response_url
             log.info("refused request to /slack/events: %s (%d bytes) status=401", why,
@@ -78,6 +80,9 @@ async def read_body(request: web.Request, seconds: float) -> bytes | web.Respons
     except TimeoutError:
         log.info("client too slow sending its body: disconnected status=408")
         return closing(web.Response(status=408, text="body not received in time"))
+    except (HttpProcessingError, ConnectionError) as exc:  # malformed body, or client gone
+        log.info("unreadable request body (%s) status=400", type(exc).__name__)
+        return closing(web.Response(status=400, text="unreadable body"))
 
 
 def closing(response: web.Response) -> web.Response:
@@ -101,8 +106,11 @@ def parse(raw: bytes, query: str, headers: dict[str, str | Sequence[str]]
 
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, or OSError / socket.gaierror for the caller to report."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except UnicodeError as exc:  # not a valid host name at all ("a..b", overlong labels)
+        raise socket.gaierror(socket.EAI_NONAME, f"not a valid host name ({exc})") from None
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -115,23 +123,49 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class QuietProtocolErrors(logging.Filter):
+    """aiohttp logs a malformed HTTP request, or a client that hung up, at ERROR with a
+    traceback whose message may quote the request's bytes. Anyone can send those: keep
+    one short line without the data. Errors of our own code stay as they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError | ConnectionError):
+            status = getattr(error, "code", "")
+            record.msg = f"bad HTTP request refused ({type(error).__name__}) status={status}"
+            record.args, record.exc_info, record.exc_text = (), None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_protocol_log = logging.getLogger("bot.http.protocol")
+_protocol_log.addFilter(QuietProtocolErrors())
+
+
 class HttpServer:
     """aiohttp serving `application` on an already bound socket, behind the guard."""
 
     def __init__(self, application: web.Application, sock: socket.socket,
                  guard: ConnectionGuard) -> None:
-        # lingering_time=0: a request whose body was refused (too slow, too large) ends
-        # its connection at once instead of being read on for another 10 s.
-        self._runner = web.AppRunner(application, access_log=None, handle_signals=False,
-                                     shutdown_timeout=2.0, lingering_time=0)
+        self._runner = web.AppRunner(
+            application, access_log=None, handle_signals=False, shutdown_timeout=2.0,
+            logger=_protocol_log,
+            # A request whose body was refused (too slow, too large) ends its connection
+            # at once instead of being read on for another 10 s.
+            lingering_time=0,
+            # Slack never compresses; a compressed body is refused unread (401/413).
+            auto_decompress=False,
+            # Slack's requests carry about 15 short headers: cap what a client can make
+            # the server hold before the headers end (about 160 KB a connection).
+            max_line_size=4096, max_field_size=4096, max_headers=40)
         self._sock = sock
         self._guard = guard
         self._server: asyncio.AbstractServer | None = None
 
     @property
-    def address(self) -> tuple[str, int]:
+    def url(self) -> str:
         host, port = self._sock.getsockname()[:2]
-        return str(host), int(port)
+        return f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
 
     async def start(self) -> None:
         await self._runner.setup()

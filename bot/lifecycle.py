@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.app import Runtime, build, credential_problems, http_app
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, read_settings
 from bot.connections import ConnectionGuard
 from bot.http_server import HEADER_SECONDS, HttpServer, bind
 from bot.socket_link import GatedSocketModeHandler
@@ -45,31 +45,31 @@ class Prepared:
 def prepare(environ: Mapping[str, str], *, force_http: bool, port: int | None,
             **build_options: Any) -> Prepared:
     """The runtime and its socket, or ConfigError with every problem found."""
-    problems: list[str] = []
-    settings: Settings | None = None
-    try:
-        settings = load_settings(environ, force_http=force_http, port=port)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
+    settings, problems = read_settings(environ, force_http=force_http, port=port)
     problems.extend(credential_problems(environ))
-    if settings is None:
-        raise ConfigError(problems)
     logging.getLogger().setLevel(settings.log_level)
+    cap_library_logs()
+    variables_ok = not problems
     sock = None
-    if not settings.socket_mode:
+    listening_ok = not any(p.startswith(("PORT", "--port", "AUTOREPAY_HOST")) for p in problems)
+    if not settings.socket_mode and listening_ok:
         try:
             sock = bind(settings.host, settings.port)
         except OSError as exc:
             problems.append(bind_problem(settings, exc, port_flag=port is not None))
-    try:
-        runtime = build(settings, environ, **build_options) if not problems else None
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-        runtime = None
-    if runtime is None:
+    runtime = None
+    if variables_ok:  # then the database can be judged too (opening may create it)
+        try:
+            runtime = build(settings, environ, **build_options)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
         if sock is not None:
             sock.close()
+        if runtime is not None:
+            runtime.close_store()
         raise ConfigError(problems)
+    assert runtime is not None
     return Prepared(runtime, sock)
 
 
@@ -98,6 +98,14 @@ def configure_logging() -> None:
     logging.getLogger("slack_bolt.RequestVerification").setLevel(logging.WARNING)
 
 
+def cap_library_logs() -> None:
+    """At DEBUG, slack_sdk and Bolt log request URLs and payloads (response_url,
+    trigger_id): whatever AUTOREPAY_LOG_LEVEL says, they log INFO and up."""
+    for library in ("slack_sdk", "slack_bolt"):
+        logger = logging.getLogger(library)
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
+
+
 def report(problems: list[str]) -> int:
     for problem in problems:
         print(f"autorepay: config error: {problem}", file=sys.stderr)
@@ -124,9 +132,9 @@ async def serve_http(runtime: Runtime, sock: socket.socket, stop: asyncio.Event,
     guard = ConnectionGuard(max_connections=connection_limit(runtime.settings),
                             header_seconds=header_seconds)
     server = HttpServer(http_app(runtime, guard), sock, guard)
+    shed_when_out_of_files(guard)
     await server.start()
-    host, port = server.address
-    log.info("listening on http://%s:%d (POST /slack/events, GET /healthz)", host, port)
+    log.info("listening on %s (POST /slack/events, GET /healthz)", server.url)
     try:
         code, _ = await start_checked(runtime, stop)
         if code is None:
@@ -157,6 +165,24 @@ async def serve_socket_mode(runtime: Runtime, stop: asyncio.Event) -> int:
         await runtime.stop(DRAIN_SECONDS)
     log.info("stopped")
     return 0
+
+
+def shed_when_out_of_files(guard: ConnectionGuard) -> None:
+    """asyncio reports an accept() that ran out of file descriptors with a traceback and
+    pauses accepting for a second; instead, drop the oldest connections not being
+    served (one log line every 10 s, from the guard)."""
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+
+    def on_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if "out of system resource" in str(context.get("message", "")):
+            guard.shed()
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(on_error)
 
 
 def connection_limit(settings: Settings) -> int:

@@ -1,12 +1,18 @@
 """Who may ask for a change, see status, or approve: one object, asked by every listener.
 
 Identities are Slack user IDs taken from the signed payload. User groups (S…) are
-resolved through an injected lookup (Slack's usergroups.users.list in production) and
-cached for `cache_ttl` seconds.
+resolved through an injected lookup (Slack's usergroups.users.list in production):
+
+- one lookup per group at a time: callers arriving while it runs wait for its answer;
+- an answer is trusted for `cache_ttl` seconds (60), then Slack is asked again;
+- when Slack cannot answer, the last answer serves while younger than `stale_ttl`
+  (an hour); past that, or with none at all, membership is *unknown*: the user is told
+  it could not be checked, which is not the same as being told no.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -26,6 +32,14 @@ class GroupLookupError(Exception):
     """Slack could not tell us who is in a user group."""
 
 
+class MembershipUnknown(Exception):
+    """Whether the user holds the role hangs on user groups nobody can resolve now."""
+
+    def __init__(self, groups: Iterable[str]) -> None:
+        self.groups = tuple(groups)
+        super().__init__(", ".join(self.groups))
+
+
 @dataclass(frozen=True)
 class Refusal:
     """Why a user may not do something, in words for that user; `operator_hint` (for the
@@ -33,6 +47,32 @@ class Refusal:
 
     reason: str
     operator_hint: str = ""
+
+
+NOT_A_REQUESTER = Refusal(
+    "You are not on the list of people who may request auto repay changes; ask whoever "
+    "runs the bot if you should be.", operator_hint="AUTOREPAY_REQUESTERS")
+NOT_A_VIEWER = Refusal(
+    "Only requesters and approvers of auto repay changes may see its status.",
+    operator_hint="AUTOREPAY_REQUESTERS, AUTOREPAY_APPROVERS")
+NOT_AN_APPROVER = Refusal(
+    "You are not an approver for auto repay changes; ask whoever runs the bot if you "
+    "should be.", operator_hint="AUTOREPAY_APPROVERS")
+
+
+def membership_unchecked(unknown: MembershipUnknown) -> Refusal:
+    return Refusal(
+        "I couldn't check your membership of the Slack user groups allowed to do this "
+        "(Slack did not answer), so nothing was done. Please try again in a moment.",
+        operator_hint=f"usergroups.users.list failed for {unknown}")
+
+
+@dataclass(frozen=True)
+class Members:
+    """Slack's last answer for one group, and when it came (by the policy's clock)."""
+
+    users: frozenset[str]
+    at: float
 
 
 class Policy:
@@ -44,46 +84,56 @@ class Policy:
         allowed_channels: Iterable[str] = (),
         group_members: GroupLookup,
         cache_ttl: float = 60.0,
+        stale_ttl: float = 3600.0,
+        lookup_timeout: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._members = {Role.REQUESTER: tuple(requesters), Role.APPROVER: tuple(approvers)}
         self._channels = frozenset(allowed_channels)
         self._lookup = group_members
         self._cache_ttl = cache_ttl
+        self._stale_ttl = stale_ttl
+        self._lookup_timeout = lookup_timeout
         self._clock = clock
-        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._known: dict[str, Members] = {}
+        self._lookups: dict[str, asyncio.Task[None]] = {}  # the one in flight per group
 
-    async def has_role(self, user: str, role: Role) -> bool:
-        entries = self._members[role]
+    async def has_role(self, user: str, *roles: Role) -> bool:
+        """Whether `user` holds any of `roles`. Raises MembershipUnknown when the answer
+        hangs on user groups that cannot be resolved now."""
+        entries = [entry for role in roles for entry in self._members[role]]
         if user in entries:
             return True
-        for group in (entry for entry in entries if entry.startswith("S")):
-            if user in await self._group(group):
+        unknown = []
+        for group in dict.fromkeys(entry for entry in entries if entry.startswith("S")):
+            users = await self._group(group)
+            if users is None:
+                unknown.append(group)
+            elif user in users:
                 return True
+        if unknown:
+            raise MembershipUnknown(unknown)
         return False
 
     async def may_request(self, user: str, channel: str) -> Refusal | None:
         if refusal := self._channel_refusal(channel):
             return refusal
-        if await self.has_role(user, Role.REQUESTER):
-            return None
-        return Refusal("You are not on the list of people who may request auto repay "
-                       "changes; ask whoever runs the bot if you should be.",
-                       operator_hint="AUTOREPAY_REQUESTERS")
+        return await self._check(user, (Role.REQUESTER,), NOT_A_REQUESTER)
 
     async def may_view(self, user: str, channel: str) -> Refusal | None:
         if refusal := self._channel_refusal(channel):
             return refusal
-        if await self.has_role(user, Role.REQUESTER) or await self.has_role(user, Role.APPROVER):
-            return None
-        return Refusal("Only requesters and approvers of auto repay changes may see its "
-                       "status.", operator_hint="AUTOREPAY_REQUESTERS, AUTOREPAY_APPROVERS")
+        return await self._check(user, (Role.REQUESTER, Role.APPROVER), NOT_A_VIEWER)
 
     async def may_approve(self, user: str) -> Refusal | None:
-        if await self.has_role(user, Role.APPROVER):
-            return None
-        return Refusal("You are not an approver for auto repay changes; ask whoever runs the "
-                       "bot if you should be.", operator_hint="AUTOREPAY_APPROVERS")
+        return await self._check(user, (Role.APPROVER,), NOT_AN_APPROVER)
+
+    async def _check(self, user: str, roles: tuple[Role, ...],
+                     refusal: Refusal) -> Refusal | None:
+        try:
+            return None if await self.has_role(user, *roles) else refusal
+        except MembershipUnknown as unknown:
+            return membership_unchecked(unknown)
 
     def _channel_refusal(self, channel: str) -> Refusal | None:
         if not self._channels or channel in self._channels:
@@ -92,16 +142,34 @@ class Policy:
         return Refusal(f"/autorepay can't be used in this channel. Use it in {where}.",
                        operator_hint="AUTOREPAY_ALLOWED_CHANNELS")
 
-    async def _group(self, group: str) -> frozenset[str]:
-        now = self._clock()
-        cached = self._cache.get(group)
-        if cached and now - cached[0] < self._cache_ttl:
-            return cached[1]
+    async def _group(self, group: str) -> frozenset[str] | None:
+        """The group's members: a fresh answer, else Slack's (one lookup shared by every
+        caller), else the last answer while not too old; None when nobody knows."""
+        if (known := self._known.get(group)) and self._age(known) < self._cache_ttl:
+            return known.users
+        if group not in self._lookups:
+            self._lookups[group] = asyncio.create_task(self._refresh(group))
+        # A caller that gives up (its request cancelled) leaves the lookup to the others.
+        await asyncio.shield(self._lookups[group])
+        if (known := self._known.get(group)) and self._age(known) < self._stale_ttl:
+            return known.users
+        return None
+
+    async def _refresh(self, group: str) -> None:
         try:
-            members = frozenset(await self._lookup(group))
-        except GroupLookupError as exc:
-            log.warning("usergroup lookup failed group=%s error=%s", group, exc)
-            # A recent answer beats locking everyone out; no answer at all means no access.
-            return cached[1] if cached else frozenset()
-        self._cache[group] = (now, members)
-        return members
+            async with asyncio.timeout(self._lookup_timeout):
+                users = frozenset(await self._lookup(group))
+        except (GroupLookupError, TimeoutError) as exc:
+            log.warning("usergroup lookup failed group=%s error=%s", group,
+                        str(exc) or "timed out")
+        # Whatever else went wrong underneath, the user must hear that membership could
+        # not be checked rather than get no answer; the traceback goes to the log.
+        except Exception:
+            log.exception("usergroup lookup failed group=%s", group)
+        else:
+            self._known[group] = Members(users, self._clock())
+        finally:
+            del self._lookups[group]
+
+    def _age(self, members: Members) -> float:
+        return self._clock() - members.at

@@ -190,8 +190,13 @@ class AutoRepay:
             return request.moved_to(Status.FAILED, error_code=exc.code, error_text=str(exc))
         try:
             config = await client.get_account_config()
-        except OkxError as exc:  # the write went through; only the read-back failed
+        except OkxError as exc:  # the write was answered; only the read-back failed
             log.warning("read-back failed id=%s code=%s", request.id, exc.code)
+            if confirmed != request.desired:  # OKX's own answer says it did not switch
+                return request.moved_to(
+                    Status.FAILED, result=confirmed, error_code="mismatch",
+                    error_text=f"OKX answered that auto repay is {'ON' if confirmed else 'OFF'}"
+                    f", not {'ON' if request.desired else 'OFF'} as asked.")
             return request.moved_to(Status.DONE, result=confirmed)
         if config.auto_repay != request.desired:
             return request.moved_to(

@@ -7,19 +7,35 @@ handler, so a signed but malformed payload would otherwise end as HTTP 500.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
+
+SLACK_ID = re.compile(r"[A-Z0-9]{2,40}")  # user, channel, team IDs: also keeps logs one line
 
 
 def problem(body: Any) -> str | None:
-    """Why this payload is not one Slack would send us; None when it is fine."""
+    """Why this payload is not one Slack would send us; None when it is fine.
+
+    Only the kinds this bot serves pass: slash commands, button clicks, Events API
+    callbacks and Slack's URL and SSL checks. Anything else is refused, not guessed at.
+    """
     if not isinstance(body, dict):
         return "payload is not an object"
     if "command" in body:
         return _missing(body, ("command", "user_id", "channel_id", "response_url"), str) or \
-            _wrong_type(body, ("text",), str)
-    if body.get("type") == "block_actions":
+            _wrong_type(body, ("text",), str) or \
+            _not_ids(body["user_id"], body["channel_id"]) or _not_url(body["response_url"])
+    kind = body.get("type")
+    if kind == "block_actions":
         return _block_actions(body)
-    return None
+    if kind == "event_callback":
+        event = body.get("event")
+        return None if isinstance(event, dict) and isinstance(event.get("type"), str) \
+            else "event missing"
+    if kind == "url_verification" or "ssl_check" in body:
+        return None
+    return "not a kind of payload this bot serves"
 
 
 def _block_actions(body: dict[str, Any]) -> str | None:
@@ -33,7 +49,22 @@ def _block_actions(body: dict[str, Any]) -> str | None:
                 _wrong_type(action, ("value", "block_id"), str):
             return "malformed action"
     return _missing(body, ("response_url",), str) or \
-        _wrong_type(body, ("container", "channel", "message", "team"), dict)
+        _wrong_type(body, ("container", "channel", "message", "team"), dict) or \
+        _not_ids(user["id"]) or _not_url(body["response_url"])
+
+
+def _not_ids(*values: str) -> str | None:
+    bad = [value for value in values if not SLACK_ID.fullmatch(value)]
+    return "malformed Slack ID" if bad else None
+
+
+def _not_url(value: str) -> str | None:
+    try:
+        url = urlsplit(value)
+    except ValueError:
+        return "malformed response_url"
+    ok = url.scheme in ("https", "http") and bool(url.hostname)
+    return None if ok else "malformed response_url"
 
 
 def _missing(body: dict[str, Any], keys: tuple[str, ...], kind: type) -> str | None:

@@ -16,13 +16,15 @@ from okx.errors import (
     OkxUnavailableError,
 )
 from okx.models import AccountConfig
-from okx.ratelimit import RateLimiter
+from okx.ratelimit import AccountLimits, LimitRegistry, RateLimiter
 from okx.retry import RetryPolicy
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "AccountConfig",
+    "AccountLimits",
     "Credentials",
+    "LimitRegistry",
     "OkxAccountModeError",
     "OkxAuthError",
     "OkxClient",

@@ -7,8 +7,9 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -22,7 +23,7 @@ from okx.errors import (
     error_for,
 )
 from okx.models import AccountConfig, as_bool
-from okx.ratelimit import RateLimiter, Sleep
+from okx.ratelimit import AccountLimits, LimitRegistry, Sleep, shared_registry
 from okx.retry import RetryPolicy
 
 DEFAULT_BASE_URL = "https://www.okx.com"
@@ -31,13 +32,46 @@ SET_AUTO_REPAY_PATH = "/api/v5/account/set-auto-repay"
 TIME_PATH = "/api/v5/public/time"
 
 log = logging.getLogger("okx")
+T = TypeVar("T")
+Data = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One OKX REST endpoint; a `limited` one is kept within 5 / 2 s per uid."""
+
+    method: str
+    path: str
+    signed: bool = True
+    limited: bool = True
+
+
+CONFIG = Endpoint("GET", CONFIG_PATH)
+SET_AUTO_REPAY = Endpoint("POST", SET_AUTO_REPAY_PATH)
+SERVER_TIME = Endpoint("GET", TIME_PATH, signed=False, limited=False)
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """A request to make, and how to read the `data` of its answer."""
+
+    endpoint: Endpoint
+    read: Callable[[Data], T]
+    body: bytes = b""
 
 
 class OkxClient:
-    """One OKX account (live or demo). Keep one per account: it owns that account's limiter.
+    """One OKX account (live or demo), reached with its own API key.
+
+    Limits: OKX counts set-auto-repay and account/config per user ID (uid), and accounts
+    may share a uid, so clients share their limiters through a `LimitRegistry` (by
+    default one for the whole program). A client only learns its uid from an
+    account/config answer; until then it sends one request at a time on limits of its
+    own, so that clients not yet aware of sharing a uid can't burst past OKX together,
+    and then adopts the uid's limits (the bot reads every account's config at start).
 
     Seams for tests: `transport` (or a whole `http_client`), `clock` (wall time, for
-    signing), `monotonic` and `sleep` (for backoff and the limiter), `retry`.
+    signing), `monotonic` and `sleep` (for backoff and the limiters), `retry`, `limits`.
     """
 
     def __init__(
@@ -53,7 +87,7 @@ class OkxClient:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         retry: RetryPolicy | None = None,
-        limiter: RateLimiter | None = None,
+        limits: LimitRegistry | None = None,
     ) -> None:
         self.demo = demo
         self._credentials = credentials
@@ -68,7 +102,10 @@ class OkxClient:
         self._monotonic = monotonic
         self._sleep = sleep
         self._retry = retry or RetryPolicy()
-        self._limiter = limiter or RateLimiter(clock=monotonic, sleep=sleep)
+        self._registry = limits
+        self._own_limits = AccountLimits(clock=monotonic, sleep=sleep)
+        self._limits = self._own_limits  # the uid's, once known
+        self._uid_unknown = asyncio.Lock()  # one request at a time until the uid is known
         self.clock_offset = 0.0  # seconds to add to our clock to get OKX's
         self._auth = OkxAuth(credentials, demo=demo, now=lambda: self._clock() + self.clock_offset)
 
@@ -92,25 +129,16 @@ class OkxClient:
             await self._http.aclose()
 
     async def get_account_config(self) -> AccountConfig:
-        data = await self._call("GET", CONFIG_PATH)
-        return AccountConfig.from_okx(first(data))
+        return await self._call(Call(CONFIG, read=account_config))
 
     async def set_auto_repay(self, enabled: bool) -> bool:
         """Ask OKX to switch auto repay; returns the value OKX confirms."""
         body = json.dumps({"autoRepay": enabled}, separators=(",", ":")).encode()
-        data = await self._call("POST", SET_AUTO_REPAY_PATH, body=body, limited=True)
-        try:
-            return as_bool(first(data)["autoRepay"])
-        except (KeyError, ValueError) as exc:
-            raise OkxProtocolError("protocol", "answer without autoRepay") from exc
+        return await self._call(Call(SET_AUTO_REPAY, read=confirmed_auto_repay, body=body))
 
     async def server_time(self) -> float:
         """OKX's clock, in epoch seconds (unsigned public endpoint)."""
-        data = await self._call("GET", TIME_PATH, signed=False)
-        try:
-            return int(first(data)["ts"]) / 1000
-        except (KeyError, ValueError) as exc:
-            raise OkxProtocolError("protocol", "answer without ts") from exc
+        return await self._call(Call(SERVER_TIME, read=server_time))
 
     async def sync_clock(self) -> float:
         """Measure our clock against OKX's and keep the offset for signing."""
@@ -121,16 +149,16 @@ class OkxClient:
         log.info("clock re-synced offset=%.3fs", self.clock_offset)
         return self.clock_offset
 
-    async def _call(
-        self, method: str, path: str, *, body: bytes = b"", signed: bool = True,
-        limited: bool = False,
-    ) -> list[dict[str, Any]]:
+    async def _call(self, call: Call[T]) -> T:
+        """Attempts until one succeeds, re-syncing the clock once and backing off on
+        rate limits and outages, within the retry policy's attempts and deadline."""
+        method, path = call.endpoint.method, call.endpoint.path
         deadline = self._monotonic() + self._retry.deadline
         attempt, resynced = 0, False
         while True:
             attempt += 1
             try:
-                return await self._attempt(method, path, body, signed, limited, deadline)
+                return await self._attempt(call, deadline)
             except OkxClockError:
                 if resynced:
                     raise
@@ -147,41 +175,80 @@ class OkxClient:
                          method, path, attempt, exc.code, delay)
                 await self._sleep(delay)
 
-    async def _attempt(
-        self, method: str, path: str, body: bytes, signed: bool, limited: bool, deadline: float
-    ) -> list[dict[str, Any]]:
-        if limited:
-            async with self._limiter.slot():
-                return await self._send(method, path, body, signed, deadline)
-        return await self._send(method, path, body, signed, deadline)
-
-    async def _send(
-        self, method: str, path: str, body: bytes, signed: bool, deadline: float
-    ) -> list[dict[str, Any]]:
-        timeout = max(0.001, min(self._timeout, deadline - self._monotonic()))
-        headers = {"Content-Type": "application/json"} if body else {}
+    async def _attempt(self, call: Call[T], deadline: float) -> T:
+        """One try; whatever goes wrong comes out as an OkxError (the one place)."""
         try:
-            response = await self._http.request(
-                method, self._base_url + path, content=body or None, headers=headers,
-                auth=self._auth if signed else httpx.USE_CLIENT_DEFAULT, timeout=timeout,
-            )
-        except httpx.TransportError as exc:
-            raise OkxUnavailableError("network", type(exc).__name__) from exc
-        log.debug("%s %s -> HTTP %d", method, path, response.status_code)
-        return parse_envelope(response)
+            if not call.endpoint.limited:
+                return await self._send(call, deadline)
+            return await self._limited(call, deadline)
+        except OkxError:
+            raise
+        except Exception as exc:  # SPEC §4: nothing but OkxError leaves the client
+            error = as_okx_error(exc)
+            # A request that could not be sent may be quoted in the cause: a header value
+            # (the passphrase) included. Never chain that one.
+            raise error from (None if error.code == "unsendable" else exc)
+
+    async def _limited(self, call: Call[T], deadline: float) -> T:
+        if self._limits is self._own_limits:
+            async with self._uid_unknown:
+                if self._limits is self._own_limits:  # still unknown: it may be learnt now
+                    return await self._learning_uid(call, deadline)
+        async with self._limits.slot(call.endpoint.path):
+            return await self._send(call, deadline)
+
+    async def _learning_uid(self, call: Call[T], deadline: float) -> T:
+        """A request made on this client's own limits; an account config names the uid,
+        whose limits this client shares from then on (nothing of ours is in flight)."""
+        async with self._own_limits.slot(call.endpoint.path):
+            result = await self._send(call, deadline)
+        if isinstance(result, AccountConfig):
+            registry = self._registry or shared_registry()
+            self._limits = registry.adopt(result.uid, self._own_limits)
+        return result
+
+    async def _send(self, call: Call[T], deadline: float) -> T:
+        endpoint = call.endpoint
+        timeout = max(0.001, min(self._timeout, deadline - self._monotonic()))
+        headers = {"Content-Type": "application/json"} if call.body else {}
+        response = await self._http.request(
+            endpoint.method, self._base_url + endpoint.path, content=call.body or None,
+            headers=headers, auth=self._auth if endpoint.signed else httpx.USE_CLIENT_DEFAULT,
+            timeout=timeout,
+        )
+        log.debug("%s %s -> HTTP %d", endpoint.method, endpoint.path, response.status_code)
+        return call.read(parse_envelope(response))
 
 
-def parse_envelope(response: httpx.Response) -> list[dict[str, Any]]:
+def as_okx_error(exc: Exception) -> OkxError:
+    """The OkxError standing for anything else that went wrong in an attempt.
+
+    Only the exception's type goes into `msg`: its text may quote what was being sent.
+    """
+    name = type(exc).__name__
+    unsendable = (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError)
+    if isinstance(exc, unsendable):  # nothing reached OKX, and nothing will next time
+        return OkxProtocolError("unsendable", name)
+    if isinstance(exc, httpx.TransportError):  # timeouts, connection errors: try again
+        return OkxUnavailableError("network", name)
+    if isinstance(exc, httpx.DecodingError):  # an answer came, so the request arrived
+        return OkxProtocolError("undecodable", name)
+    return OkxProtocolError("protocol", name)
+
+
+def parse_envelope(response: httpx.Response) -> Data:
     """The `data` of a successful answer, or the typed error it stands for.
 
-    Success is code "0" in the body, whatever the HTTP status; items may carry their
-    own sCode.
+    Any HTTP 5xx is a server error whatever its body says. Otherwise success is code "0"
+    in the body, whatever the HTTP status; items may carry their own sCode.
     """
+    if response.is_server_error:
+        raise server_error(response)
     try:
         payload = response.json()
         code, msg = str(payload["code"]), str(payload.get("msg", ""))
         data = payload.get("data") or []
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise error_for_status(response.status_code) from exc
     if code != "0":
         raise error_for(code, msg)
@@ -193,6 +260,17 @@ def parse_envelope(response: httpx.Response) -> list[dict[str, Any]]:
     return data
 
 
+def server_error(response: httpx.Response) -> OkxUnavailableError:
+    """An HTTP 5xx; OKX's code and message, when the body has them, are kept for the log."""
+    status = response.status_code
+    try:
+        payload = response.json()
+        said = f"; OKX code {payload['code']}: {str(payload.get('msg', ''))[:200]}"
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        said = ""
+    return OkxUnavailableError(f"http-{status}", f"HTTP {status}{said}")
+
+
 def error_for_status(status: int) -> OkxError:
     """An answer without OKX's JSON envelope: judge by the HTTP status alone."""
     if status == 429:
@@ -202,7 +280,28 @@ def error_for_status(status: int) -> OkxError:
     return OkxProtocolError(f"http-{status}", f"HTTP {status} without an OKX answer")
 
 
-def first(data: list[dict[str, Any]]) -> dict[str, Any]:
+def first(data: Data) -> dict[str, Any]:
     if not data:
         raise OkxProtocolError("protocol", "empty data")
     return data[0]
+
+
+def account_config(data: Data) -> AccountConfig:
+    return AccountConfig.from_okx(first(data))
+
+
+def confirmed_auto_repay(data: Data) -> bool:
+    try:
+        return as_bool(first(data)["autoRepay"])
+    except (KeyError, ValueError) as exc:
+        raise OkxProtocolError("protocol", "answer without autoRepay") from exc
+
+
+def server_time(data: Data) -> float:
+    """Epoch seconds from /public/time's `ts`: milliseconds, as a string of digits."""
+    ts = first(data).get("ts")
+    if isinstance(ts, int) and not isinstance(ts, bool) and ts >= 0:
+        return ts / 1000
+    if isinstance(ts, str) and ts.isascii() and ts.isdigit():
+        return int(ts) / 1000
+    raise OkxProtocolError("protocol", "answer without a usable ts")

@@ -9,8 +9,9 @@
     │   ├── OkxAccountModeError   account is not in Spot mode with borrowing
     │   └── OkxRequestError       a parameter OKX did not accept, anything else
     ├── OkxRateLimitError         50011 / HTTP 429: retried with backoff first
-    ├── OkxUnavailableError       5xx, 50001/50004/50013, timeouts: retried first
-    └── OkxProtocolError          an answer that is not OKX's JSON envelope
+    ├── OkxUnavailableError       any HTTP 5xx (whatever its body), 50001/50004/50013,
+    │                             timeouts, connection errors: retried first
+    └── OkxProtocolError          an answer the bot can't read, or a request it can't send
 
 `retryable` tells the client which families are worth another attempt.
 
@@ -20,7 +21,10 @@ whoever runs the bot can do about it, and `msg` keeps the detail (OKX's own mess
 for the client's own codes what went wrong underneath). Both belong in the log.
 
 Besides OKX's numeric codes the client uses its own: "network" (no answer at all),
-"http-NNN" (an HTTP error without OKX's envelope) and "protocol" (an unreadable answer).
+"http-NNN" (an HTTP 5xx whatever its body, or another status without OKX's envelope),
+"protocol" (an answer without the fields OKX documents), "undecodable" (a body that
+could not even be decoded, e.g. broken gzip) and "unsendable" (a request that could not
+be formed: an unusable base URL, credentials that can't go in a header).
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ REGION_HINT = (
 EXPLANATIONS: dict[str, str] = {
     "network": "OKX could not be reached (network error).",
     "protocol": "OKX gave an answer the bot could not read.",
+    "undecodable": "OKX's answer arrived garbled, so the bot could not read it.",
+    "unsendable": "The bot could not send the request to OKX: its connection to OKX is set "
+    "up wrongly; ask whoever runs the bot.",
     "50001": "OKX says its service is temporarily unavailable.",
     "50004": "OKX timed out answering.",
     "50011": "OKX's rate limit was reached: too many requests in a short time.",
@@ -66,7 +73,12 @@ EXPLANATIONS: dict[str, str] = {
     "59001": "OKX refused the setting because the account has borrowings.",
 }
 
-OPERATOR_HINTS: dict[str, str] = {"50111": REGION_HINT, "50119": REGION_HINT}
+OPERATOR_HINTS: dict[str, str] = {
+    "50111": REGION_HINT,
+    "50119": REGION_HINT,
+    "unsendable": "Check OKX_BASE_URL, and that the account's API key and passphrase hold "
+    "no line breaks or other control characters.",
+}
 
 
 class OkxError(Exception):
@@ -144,7 +156,8 @@ class OkxUnavailableError(OkxError):
 
 
 class OkxProtocolError(OkxError):
-    """The answer was not the JSON envelope OKX documents."""
+    """The bot and OKX did not understand each other: an answer that is not the JSON OKX
+    documents (or can't be decoded at all), or a request that could not be formed."""
 
 
 _FAMILIES: dict[str, type[OkxError]] = {
@@ -162,10 +175,11 @@ _FAMILIES: dict[str, type[OkxError]] = {
 def outcome_uncertain(code: str) -> bool:
     """For an error code the client gave up on: might the request have gone through?
 
-    True for outages, timeouts and rate limits (the families the client retries), and
-    for the client's own "network" and "http-5xx" codes; False for refusals.
+    True for outages, timeouts and rate limits (the families the client retries), for
+    the client's own "network" and "http-5xx" codes, and for "undecodable" (an answer
+    came, so the request reached OKX); False for refusals.
     """
-    if code == "network" or code.startswith("http-5"):
+    if code in ("network", "undecodable") or code.startswith("http-5"):
         return True
     return _FAMILIES.get(code, OkxRequestError).retryable
 

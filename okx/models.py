@@ -39,8 +39,8 @@ class AccountConfig:
     def from_okx(cls, item: dict[str, Any]) -> AccountConfig:
         try:
             return cls(
-                uid=str(item["uid"]),
-                acct_lv=str(item["acctLv"]),
+                uid=as_id(item["uid"]),
+                acct_lv=as_id(item["acctLv"]),
                 enable_spot_borrow=as_bool(item.get("enableSpotBorrow", False)),
                 auto_repay=as_bool(item.get("spotBorrowAutoRepay", False)),
                 perm=tuple(p for p in str(item.get("perm", "")).split(",") if p),
@@ -57,3 +57,10 @@ def as_bool(value: object) -> bool:
     if value in ("true", "false"):
         return value == "true"
     raise ValueError(f"not a boolean: {value!r}")
+
+
+def as_id(value: object) -> str:
+    """An identifier OKX sends as a string (a number would do as well); never empty."""
+    if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+        return str(value)
+    raise ValueError(f"not an identifier: {type(value).__name__}")

@@ -4,7 +4,9 @@ is configured; bad bodies never get a 5xx; a refused request leaves one short lo
 from __future__ import annotations
 
 import json
+import socket
 import time
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
@@ -58,9 +60,27 @@ def test_unsigned_odd_bodies_get_401_never_5xx(bot: Harness, body: bytes,
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
 
 
+def signed_form(**fields: str) -> bytes:
+    command = dict(parse_qsl(slash_command("on", ALICE, OPS, "https://hooks.example/x")))
+    return urlencode({**command, **fields}).encode()
+
+
+def signed_payload(payload: object) -> bytes:
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
 @pytest.mark.parametrize("body", [
     b"text=on&user_id=\xff\xfe", deep(100_000).encode(), b"payload=%7B%22type%22%3A",
-], ids=["not-utf8", "deep-nesting", "truncated-json"])
+    signed_payload({"type": "view_submission", "view": "x", "user": {"id": ALICE}}),
+    signed_payload({"type": "view_closed", "view": [1]}),
+    signed_payload({"type": "block_suggestion", "action_id": {"a": 1}}),
+    signed_payload({"type": "workflow_step_edit", "callback_id": 5}),
+    json.dumps({"type": "event_callback", "event": [1, 2]}).encode(),
+    signed_form(response_url="file:///etc/passwd"), signed_form(response_url="http://[::1"),
+    signed_form(response_url=""), signed_form(user_id="U0ALICE01\nINFO forged line"),
+], ids=["not-utf8", "deep-nesting", "truncated-json", "view-submission", "view-closed",
+        "block-suggestion", "workflow-step", "event-not-object", "file-url", "broken-url",
+        "empty-url", "newline-in-user"])
 def test_signed_but_malformed_bodies_get_400(bot: Harness, body: bytes,
                                               caplog: pytest.LogCaptureFixture) -> None:
     timestamp = str(int(time.time()))
@@ -77,6 +97,36 @@ def signed_headers_bytes(body: bytes, timestamp: str) -> dict[str, str]:
     mac = hmac.new(SIGNING_SECRET.encode(), b"v0:" + timestamp.encode() + b":" + body,
                    hashlib.sha256).hexdigest()
     return {**FORM, "X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": "v0=" + mac}
+
+
+RAW_REQUESTS = {
+    "http10-no-length": b"POST /slack/events HTTP/1.0\r\nContent-Type: application/x-www-form-"
+                        b"urlencoded\r\n\r\ntoken=x&response_url=https%3A%2F%2FSECRET-URL",
+    "two-lengths": b"POST /slack/events HTTP/1.1\r\nHost: b\r\nContent-Length: 5\r\n"
+                   b"Content-Length: 7\r\n\r\nSECRET-URL",
+    "chunked-and-length": b"POST /slack/events HTTP/1.1\r\nHost: b\r\nContent-Length: 5\r\n"
+                          b"Transfer-Encoding: chunked\r\n\r\n5\r\nSECRET-URL\r\n0\r\n\r\n",
+    "negative-length": b"POST /slack/events HTTP/1.1\r\nHost: b\r\nContent-Length: -5\r\n\r\n"
+                       b"SECRET-URL",
+    "folded-header": b"POST /slack/events HTTP/1.1\r\nHost: b\r\nX-A: a\r\n SECRET-URL\r\n"
+                     b"Content-Length: 0\r\n\r\n",
+    "deflate-garbage": b"POST /slack/events HTTP/1.1\r\nHost: b\r\nContent-Encoding: deflate\r\n"
+                       b"Content-Length: 10\r\n\r\nSECRET-URL",
+    "brotli": b"POST /slack/events HTTP/1.1\r\nHost: b\r\nContent-Encoding: br\r\n"
+              b"Content-Length: 10\r\n\r\nSECRET-URL",
+}
+
+
+@pytest.mark.parametrize("raw", RAW_REQUESTS.values(), ids=RAW_REQUESTS.keys())
+def test_broken_http_gets_4xx_and_one_quiet_line(bot: Harness, raw: bytes,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    assert bot.server is not None
+    with socket.create_connection(("127.0.0.1", bot.server.port), timeout=5) as sock:
+        sock.sendall(raw)
+        answer = sock.recv(4096)
+    assert answer.split(b" ")[1].startswith(b"4"), answer
+    errors = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert not errors and "SECRET-URL" not in caplog.text
 
 
 def test_refused_requests_leave_one_short_line_and_no_body(

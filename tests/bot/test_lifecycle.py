@@ -11,6 +11,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -291,13 +292,14 @@ def test_stalled_connections_beyond_the_file_limit_cannot_stop_a_command(
     def usual_file_limit() -> None:  # the common default of `ulimit -n`
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
 
-    process = bot_process([], env, tmp_path, preexec_fn=usual_file_limit)
+    process = bot_process([], {**env, "AUTOREPAY_MAX_CONNECTIONS": "10000"}, tmp_path,
+                          preexec_fn=usual_file_limit)
     running.append(process)
     port = int(env["PORT"])
     wait_ready(process, port)
     stalled = []
     try:
-        for _ in range(1500):  # more than the bot may open
+        for _ in range(3000):  # far more than the bot may open
             sock = socket.create_connection(("127.0.0.1", port), timeout=5)
             sock.sendall(b"POST /slack/events HTTP/1.1\r\nHost: bot\r\n")
             stalled.append(sock)
@@ -311,4 +313,87 @@ def test_stalled_connections_beyond_the_file_limit_cannot_stop_a_command(
             sock.close()
     _, err = stop(process)
     assert "Too many open files" not in err and "Traceback" not in err
-    assert "connection limit reached" in err
+    assert "connection limit reached" in err or "file descriptors ran out" in err
+
+
+# --- found when the bot was attacked again ---------------------------------------------
+def test_a_second_process_on_the_same_database_refuses_to_start(
+        env: dict[str, str], tmp_path: Path, running: list[subprocess.Popen[str]]) -> None:
+    first = bot_process([], env, tmp_path)
+    running.append(first)
+    wait_ready(first, int(env["PORT"]))
+    code, lines = exits([], {**env, "PORT": str(free_port())}, tmp_path)
+    assert code == 2
+    [line] = config_lines(lines)
+    assert f"another bot process (pid {first.pid})" in line
+    first.send_signal(signal.SIGKILL)  # the kernel releases the lock, even now
+    first.wait(timeout=10)
+    second = bot_process([], env, tmp_path)
+    running.append(second)
+    wait_ready(second, int(env["PORT"]))
+    stop(second)
+
+
+@pytest.mark.parametrize("dotenv, expected", [
+    (b"PORT=\xff\xfe3150\n", ".env is not UTF-8 text"),
+    (b"AUTOREPAY_LOG_LEVEL=INFO\nPORT\n", ".env line 2: PORT has no value"),
+    (b"AUTOREPAY_LOG_LEVEL=INFO\n'unterminated\n", ".env line 2 is not NAME=value"),
+], ids=["not-utf8", "name-without-value", "unparseable"])
+def test_a_broken_dotenv_file_is_a_config_error(dotenv: bytes, expected: str,
+                                                env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(dotenv)
+    code, lines = exits([], env, tmp_path)
+    assert code == 2
+    [line] = config_lines(lines)
+    assert line.startswith(expected)
+
+
+@pytest.mark.parametrize("host", ["a..b", "x" * 64 + ".example", "é" * 70])
+def test_a_host_name_that_is_not_a_name_is_a_config_error(host: str, env: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    code, lines = exits([], {**env, "AUTOREPAY_HOST": host}, tmp_path)
+    assert code == 2
+    [line] = config_lines(lines)
+    assert line.startswith(f"AUTOREPAY_HOST={host!r} does not resolve")
+
+
+def test_port_in_use_and_a_bad_database_are_reported_together(env: dict[str, str],
+                                                              tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, lines = exits([], {**env, "PORT": str(port), "AUTOREPAY_DB": str(tmp_path)},
+                            tmp_path)
+    assert code == 2
+    problems = config_lines(lines)
+    assert len(problems) == 2
+    assert any("already in use" in p for p in problems)
+    assert any(p.startswith("AUTOREPAY_DB=") for p in problems)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_right_after_launch_exits_0(sig: int, env: dict[str, str],
+                                             tmp_path: Path) -> None:
+    for delay in (0.05, 0.1, 0.2, 0.3):
+        process = bot_process([], env, tmp_path)
+        threading.Event().wait(delay)  # a moment into start-up: the point of the test
+        process.send_signal(sig)
+        _, err = process.communicate(timeout=15)
+        assert process.returncode == 0, (delay, err)
+        assert "Traceback" not in err
+
+
+def test_debug_logging_keeps_response_urls_out(env: dict[str, str], tmp_path: Path,
+                                               slack: FakeSlack,
+                                               running: list[subprocess.Popen[str]]) -> None:
+    process = bot_process([], {**env, "AUTOREPAY_LOG_LEVEL": "DEBUG"}, tmp_path)
+    running.append(process)
+    port = int(env["PORT"])
+    wait_ready(process, port)
+    body = slash_command("status", ALICE, OPS, slack.response_url("secret-hook"))
+    httpx.post(f"http://127.0.0.1:{port}/slack/events", content=body,
+               headers=signed_headers(SIGNING_SECRET, body))
+    slack.wait_for(lambda: slack.responses_to("secret-hook"))
+    _, err = stop(process)
+    assert "DEBUG" in err and "secret-hook" not in err and "1337.42" not in err

@@ -2,57 +2,177 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
+
+import aiohttp
+import pytest
 
 from bot.policy import GroupLookupError, Policy, Role
 
+DAVE = "U0DAVE001"  # requester through S0DESK
+UNCHECKED = "couldn't check"
+NOT_LISTED = "not on the list of people who may request"
+
 
 class Groups:
+    """Slack's usergroups.users.list: answers from `members`, or raises `failure`; with
+    `gate` set, every lookup waits for it first (a slow Slack)."""
+
     def __init__(self) -> None:
-        self.members = {"S0DESK": ["U0DAVE001"]}
+        self.members = {"S0DESK": [DAVE]}
         self.calls = 0
-        self.down = False
+        self.failure: BaseException | None = None
+        self.gate: asyncio.Event | None = None
 
     async def __call__(self, group: str) -> Iterable[str]:
         self.calls += 1
-        if self.down:
-            raise GroupLookupError("ratelimited")
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.failure is not None:
+            raise self.failure
         return self.members.get(group, [])
 
 
-def policy(groups: Groups, now: list[float]) -> Policy:
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def policy(groups: Groups, clock: Clock, lookup_timeout: float = 10.0) -> Policy:
     return Policy(requesters=["U0ALICE01", "S0DESK"], approvers=["U0BOB0001"],
-                  group_members=groups, cache_ttl=60, clock=lambda: now[0])
+                  group_members=groups, clock=clock, lookup_timeout=lookup_timeout)
 
 
-async def test_group_members_are_cached_for_the_ttl() -> None:
-    groups, now = Groups(), [0.0]
-    rules = policy(groups, now)
-    assert await rules.has_role("U0DAVE001", Role.REQUESTER)
+async def test_group_members_are_cached_for_a_minute() -> None:
+    groups, clock = Groups(), Clock()
+    rules = policy(groups, clock)
+    assert await rules.has_role(DAVE, Role.REQUESTER)
     groups.members["S0DESK"] = []
-    now[0] = 59.0
-    assert await rules.has_role("U0DAVE001", Role.REQUESTER)  # still cached
-    now[0] = 61.0
-    assert not await rules.has_role("U0DAVE001", Role.REQUESTER)  # removed from the group
+    clock.now += 59
+    assert await rules.has_role(DAVE, Role.REQUESTER)  # still cached
+    clock.now += 2
+    assert not await rules.has_role(DAVE, Role.REQUESTER)  # removed from the group
     assert groups.calls == 2
 
 
-async def test_lookup_failure_uses_last_known_or_nobody() -> None:
-    groups, now = Groups(), [0.0]
-    groups.down = True
-    rules = policy(groups, now)
-    assert not await rules.has_role("U0DAVE001", Role.REQUESTER)
-    groups.down = False
-    assert await rules.has_role("U0DAVE001", Role.REQUESTER)
-    groups.down, now[0] = True, 120.0
-    assert await rules.has_role("U0DAVE001", Role.REQUESTER)
+async def test_concurrent_callers_share_one_lookup() -> None:
+    groups, clock = Groups(), Clock()
+    groups.gate = asyncio.Event()
+    rules = policy(groups, clock)
+    waiting = [asyncio.create_task(rules.may_request(DAVE, "C1")) for _ in range(20)]
+    await asyncio.sleep(0)  # let every caller reach the lookup
+    groups.gate.set()
+    assert await asyncio.gather(*waiting) == [None] * 20
+    assert groups.calls == 1
+
+
+async def test_failed_lookup_is_shared_too() -> None:
+    groups, clock = Groups(), Clock()
+    groups.gate, groups.failure = asyncio.Event(), GroupLookupError("ratelimited")
+    rules = policy(groups, clock)
+    waiting = [asyncio.create_task(rules.may_request(DAVE, "C1")) for _ in range(20)]
+    await asyncio.sleep(0)
+    groups.gate.set()
+    refusals = await asyncio.gather(*waiting)
+    assert all(r is not None and UNCHECKED in r.reason for r in refusals)
+    assert groups.calls == 1
+
+
+async def test_a_caller_giving_up_does_not_cancel_the_lookup_for_the_others() -> None:
+    groups, clock = Groups(), Clock()
+    groups.gate = asyncio.Event()
+    rules = policy(groups, clock)
+    quitter = asyncio.create_task(rules.may_request(DAVE, "C1"))
+    stayer = asyncio.create_task(rules.may_request(DAVE, "C1"))
+    await asyncio.sleep(0)
+    quitter.cancel()
+    groups.gate.set()
+    assert await stayer is None
+    assert groups.calls == 1
+
+
+async def test_slack_down_uses_the_last_known_members_for_an_hour() -> None:
+    groups, clock = Groups(), Clock()
+    rules = policy(groups, clock)
+    assert await rules.may_request(DAVE, "C1") is None
+    groups.failure = GroupLookupError("ratelimited")
+    clock.now += 3599
+    assert await rules.may_request(DAVE, "C1") is None  # stale, but less than an hour old
+    assert groups.calls == 2  # Slack was asked again all the same
+    clock.now += 1
+    refusal = await rules.may_request(DAVE, "C1")
+    assert refusal is not None and UNCHECKED in refusal.reason
+    assert NOT_LISTED not in refusal.reason
+
+
+async def test_stale_members_also_say_no_to_non_members() -> None:
+    groups, clock = Groups(), Clock()
+    rules = policy(groups, clock)
+    await rules.may_request(DAVE, "C1")
+    groups.failure, clock.now = GroupLookupError("ratelimited"), clock.now + 120
+    refusal = await rules.may_request("U0MALLORY", "C1")
+    assert refusal is not None and NOT_LISTED in refusal.reason
+
+
+async def test_failed_lookups_do_not_extend_the_hour() -> None:
+    groups, clock = Groups(), Clock()
+    rules = policy(groups, clock)
+    await rules.may_request(DAVE, "C1")
+    groups.failure = GroupLookupError("ratelimited")
+    for _ in range(6):
+        clock.now += 600
+        await rules.may_request(DAVE, "C1")
+    refusal = await rules.may_request(DAVE, "C1")
+    assert refusal is not None and UNCHECKED in refusal.reason
+
+
+@pytest.mark.parametrize("failure", [
+    GroupLookupError("ratelimited"),
+    aiohttp.ServerDisconnectedError(),
+    aiohttp.ClientConnectionError("connection reset"),
+    TimeoutError(),
+    ValueError("a bug in the lookup"),
+], ids=lambda failure: type(failure).__name__)
+async def test_with_none_known_membership_could_not_be_checked(failure: Exception) -> None:
+    groups, clock = Groups(), Clock()
+    groups.failure = failure
+    rules = policy(groups, clock)
+    refusal = await rules.may_request(DAVE, "C1")
+    assert refusal is not None
+    assert UNCHECKED in refusal.reason and "try again in a moment" in refusal.reason
+    assert NOT_LISTED not in refusal.reason
+    assert "S0DESK" in refusal.operator_hint
+    view = await rules.may_view(DAVE, "C1")
+    assert view is not None and UNCHECKED in view.reason
+
+
+async def test_a_hanging_lookup_is_given_up_on() -> None:
+    groups, clock = Groups(), Clock()
+    groups.gate = asyncio.Event()  # never set
+    rules = policy(groups, clock, lookup_timeout=0.01)
+    refusal = await rules.may_request(DAVE, "C1")
+    assert refusal is not None and UNCHECKED in refusal.reason
+
+
+async def test_an_unknown_group_does_not_block_who_is_known_otherwise() -> None:
+    groups, clock = Groups(), Clock()
+    groups.failure = GroupLookupError("ratelimited")
+    rules = Policy(requesters=["S0DESK"], approvers=["U0BOB0001"], group_members=groups,
+                   clock=clock)
+    assert await rules.may_view("U0BOB0001", "C1") is None  # an approver by ID
+    assert await rules.may_approve("U0BOB0001") is None
+    assert groups.calls == 0
 
 
 async def test_direct_ids_need_no_lookup() -> None:
-    groups, now = Groups(), [0.0]
-    rules = policy(groups, now)
+    groups, clock = Groups(), Clock()
+    rules = policy(groups, clock)
     assert await rules.may_request("U0ALICE01", "C1") is None
     assert await rules.may_approve("U0BOB0001") is None
     assert await rules.may_approve("U0ALICE01") is not None
     assert await rules.may_view("U0BOB0001", "C1") is None
-    assert groups.calls == 1  # only may_view for Bob had to look into S0DESK
+    assert groups.calls == 0

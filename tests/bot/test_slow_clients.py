@@ -90,3 +90,39 @@ def test_kept_alive_connections_are_dropped_when_idle(harness: Harness) -> None:
         assert client.get(bot.server.url + "/healthz").status_code == 200
     assert bot.slack.wait_for(lambda: bot.server is not None
                               and bot.server.guard.open_count == 0, timeout=5)
+
+
+def test_a_flood_of_slow_bodies_cannot_stop_a_signed_command(
+        harness: Harness, stalled: list[socket.socket]) -> None:
+    bot = harness.start(server={"max_connections": 32})
+    assert bot.server is not None
+    for _ in range(96):
+        sock = socket.create_connection(("127.0.0.1", bot.server.port), timeout=5)
+        sock.sendall(b"POST /slack/events HTTP/1.1\r\nHost: bot\r\nContent-Length: 100000\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\n\r\nt")
+        stalled.append(sock)
+    fresh = httpx.Client(timeout=3.0)  # Slack's deadline for the ack
+    try:
+        assert fresh.get(bot.server.url + "/healthz").status_code == 200
+        reply = bot.command("status")
+        assert reply.response.status_code == 200
+    finally:
+        fresh.close()
+    assert "OFF" in reply.followup()
+
+
+@pytest.mark.parametrize("headers", [
+    b"X-Big: " + b"a" * 5000 + b"\r\n",
+    b"".join(b"X-H%d: v\r\n" % i for i in range(60)),
+], ids=["one-long-header", "too-many-headers"])
+def test_oversized_headers_are_refused_not_held(harness: Harness, headers: bytes,
+                                                stalled: list[socket.socket],
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    bot = harness.start()
+    assert bot.server is not None
+    sock = socket.create_connection(("127.0.0.1", bot.server.port), timeout=5)
+    stalled.append(sock)
+    sock.sendall(b"POST /slack/events HTTP/1.1\r\nHost: bot\r\n" + headers)
+    answer = sock.recv(4096)
+    assert answer.split(b" ")[1] in (b"400", b"431")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -25,6 +25,7 @@ from aiohttp import web
 from tests.fakes.loopback import LoopbackServer
 
 SET_AUTO_REPAY = "/api/v5/account/set-auto-repay"
+CONFIG = "/api/v5/account/config"
 TIMESTAMP_WINDOW = 30.0
 
 
@@ -55,7 +56,10 @@ class Recorded:
 
 @dataclass
 class Fault:
-    kind: str  # "http500" | "drop" | "slow" | an OKX code such as "50001"
+    # "http500" (an HTML page) | "http500-json" (HTTP 500 with OKX's envelope, code 50000)
+    # | "contradict" (set-auto-repay answers the opposite of what was asked, changes nothing)
+    # | "drop" | "slow" | an OKX code such as "50001"
+    kind: str
     seconds: float = 0.0
     path: str | None = None
 
@@ -76,7 +80,7 @@ class FakeOkx(LoopbackServer):
     def __post_init__(self) -> None:
         super().__init__()
         self._faults: deque[Fault] = deque()
-        self._writes: dict[str, deque[float]] = {}
+        self._arrivals: dict[tuple[str, str], deque[float]] = {}  # (uid, path) → times
         self._lock = threading.Lock()
 
     # --- what tests arrange -------------------------------------------------
@@ -144,6 +148,12 @@ class FakeOkx(LoopbackServer):
             return web.Response()
         if fault.kind == "http500":
             return web.Response(status=500, text="<html>Internal Server Error</html>")
+        if fault.kind == "http500-json":
+            return web.json_response({"code": "50000", "msg": "injected", "data": []},
+                                     status=500)
+        if fault.kind == "contradict":
+            asked = json.loads(await request.read())["autoRepay"]
+            return web.json_response({"code": "0", "msg": "", "data": [{"autoRepay": not asked}]})
         status = 429 if fault.kind == "50011" else 200
         return web.json_response({"code": fault.kind, "msg": "injected", "data": []},
                                  status=status)
@@ -152,7 +162,8 @@ class FakeOkx(LoopbackServer):
         if request.path == "/api/v5/public/time":
             return [{"ts": str(int(self.now() * 1000))}]
         account = self._authenticate(request, body)
-        if request.method == "GET" and request.path == "/api/v5/account/config":
+        if request.method == "GET" and request.path == CONFIG:
+            self._count(account.uid, CONFIG)
             return [self._config(account)]
         if request.method == "POST" and request.path == SET_AUTO_REPAY:
             return [self._set_auto_repay(account, body)]
@@ -199,7 +210,7 @@ class FakeOkx(LoopbackServer):
         }
 
     def _set_auto_repay(self, account: FakeAccount, body: bytes) -> dict[str, Any]:
-        self._count_write(account.uid)
+        self._count(account.uid, SET_AUTO_REPAY)
         if "trade" not in account.perm.split(","):
             raise OkxError("50120", "API key doesn't have permission to use this endpoint.")
         try:
@@ -214,10 +225,11 @@ class FakeOkx(LoopbackServer):
         account.auto_repay = value
         return {"autoRepay": value}
 
-    def _count_write(self, uid: str) -> None:
+    def _count(self, uid: str, path: str) -> None:
+        """OKX's limit: `rate_limit` requests per user ID, per endpoint, by arrival."""
         limit, period = self.rate_limit
         now = time.monotonic()
-        window = self._writes.setdefault(uid, deque())
+        window = self._arrivals.setdefault((uid, path), deque())
         while window and window[0] <= now - period:
             window.popleft()
         if len(window) >= limit:

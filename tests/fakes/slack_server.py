@@ -2,7 +2,8 @@
 endpoints, and a Socket Mode WebSocket.
 
 It records every call, keeps posted messages so chat.update can change them, answers
-usergroups.users.list from `groups`, and can be told to fail a method.
+usergroups.users.list from `groups`, and can be told to fail a method, hold its answers
+until released, or drop the connection instead of answering.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class FakeSlack(LoopbackServer):
     app_token: str = "xapp-test-app-token"
     groups: dict[str, list[str]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
+    held: list[Call] = field(default_factory=list)  # waiting for release(), in order
     responses: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     socket_acks: list[dict[str, Any]] = field(default_factory=list)
 
@@ -54,6 +56,8 @@ class FakeSlack(LoopbackServer):
         super().__init__()
         self._failures: dict[str, deque[Failure]] = {}
         self._stalls: list[tuple[str, Callable[[dict[str, Any]], bool]]] = []
+        self._holds: dict[str, asyncio.Event] = {}
+        self._drops: dict[str, int] = {}
         self._ts = itertools.count(1)
         self._sockets: list[web.WebSocketResponse] = []
 
@@ -77,6 +81,20 @@ class FakeSlack(LoopbackServer):
 
     def unstall(self) -> None:
         self._stalls.clear()
+
+    def hold(self, method: str) -> None:
+        """Calls to `method` wait unanswered until release(), then are answered as usual:
+        lets a test line up concurrent callers behind one slow call."""
+        self._holds[method] = asyncio.Event()
+
+    def release(self) -> None:
+        for gate in self._holds.values():
+            self._loop.call_soon_threadsafe(gate.set)
+        self._holds.clear()
+
+    def drop(self, method: str, times: int = 1) -> None:
+        """The next `times` calls to `method` get their connection closed, no answer."""
+        self._drops[method] = self._drops.get(method, 0) + times
 
     def called(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method and not call.stalled]
@@ -137,6 +155,16 @@ class FakeSlack(LoopbackServer):
             call.stalled = True
             self._record(call, self.calls)
             await asyncio.Event().wait()  # hang until the connection goes away
+        if self._drops.get(method):
+            self._drops[method] -= 1
+            call.stalled = True  # never answered, like a stalled call
+            self._record(call, self.calls)
+            assert request.transport is not None
+            request.transport.abort()
+            raise asyncio.CancelledError  # nothing can be sent: the connection is gone
+        if gate := self._holds.get(method):
+            self._record(call, self.held)
+            await gate.wait()
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
         failures = self._failures.get(method)
         status, headers = 200, {}

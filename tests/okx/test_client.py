@@ -21,6 +21,8 @@ from okx import (
     OkxRequestError,
     OkxUnavailableError,
 )
+from okx.client import Call, Endpoint
+from okx.errors import outcome_uncertain
 from tests.fakes.clock import FakeTime
 from tests.fakes.okx_server import SET_AUTO_REPAY, FakeAccount, FakeOkx
 
@@ -160,7 +162,8 @@ async def test_clock_error_after_resync_is_raised(okx: FakeOkx, fake_time: FakeT
     assert [r.path for r in okx.requests].count("/api/v5/account/config") == 2
 
 
-@pytest.mark.parametrize("fault", ["http500", "50001", "50004", "50013", "50011", "drop"])
+@pytest.mark.parametrize("fault", ["http500", "http500-json", "50001", "50004", "50013",
+                                   "50011", "drop"])
 async def test_transient_faults_are_retried(okx: FakeOkx, fake_time: FakeTime,
                                             fault: str) -> None:
     okx.fail_next(fault, times=2)
@@ -169,6 +172,19 @@ async def test_transient_faults_are_retried(okx: FakeOkx, fake_time: FakeTime,
     assert okx.codes()[-1] == "0"
     assert len(fake_time.sleeps) == 2
     assert fake_time.sleeps[1] > fake_time.sleeps[0] * 0.99  # exponential, jittered
+
+
+async def test_server_error_on_a_write_leaves_the_outcome_unknown_whatever_its_body(
+        okx: FakeOkx, fake_time: FakeTime) -> None:
+    """Seen: HTTP 500 with {"code": "50000"} was taken for a refusal ("Nothing was changed")."""
+    okx.fail_next("http500-json", times=100)
+    async with client(okx, fake_time) as c:
+        with pytest.raises(OkxUnavailableError) as caught:
+            await c.set_auto_repay(True)
+    assert caught.value.code == "http-500" and outcome_uncertain(caught.value.code)
+    assert "OKX code 50000" in caught.value.msg  # OKX's words, for the log
+    assert str(caught.value) == "OKX had a server error (HTTP 500)."
+    assert len(okx.codes()) == 6
 
 
 async def test_slow_answer_times_out_and_is_retried(okx: FakeOkx, fake_time: FakeTime) -> None:
@@ -193,7 +209,7 @@ async def test_unknown_endpoint_is_refused_not_retried(okx: FakeOkx,
                                                         fake_time: FakeTime) -> None:
     async with client(okx, fake_time) as c:
         with pytest.raises(OkxRequestError):
-            await c._call("GET", "/api/v5/no/such/endpoint")
+            await c._call(Call(Endpoint("GET", "/api/v5/no/such/endpoint"), read=list))
     assert len(okx.requests) == 1
 
 

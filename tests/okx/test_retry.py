@@ -18,6 +18,7 @@ CREDS = Credentials("key-retry-0001", "secret", "pass")
     ("network", True), ("http-503", True), ("50001", True), ("50004", True),
     ("50011", True), ("50120", False), ("51010", False), ("50101", False),
     ("http-403", False), ("mismatch", False), ("99999", False),
+    ("http-500", True), ("undecodable", True), ("unsendable", False), ("protocol", False),
 ])
 def test_which_failures_leave_the_outcome_uncertain(code: str, uncertain: bool) -> None:
     assert outcome_uncertain(code) is uncertain

@@ -1,0 +1,82 @@
+"""python -m bot [--http] [--port N]            run the bot
+python -m bot credentials set|delete|check [--demo]   manage OKX keys in the OS keyring
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from dotenv import load_dotenv
+from dotenv.parser import parse_stream
+
+from bot.credentials import Account
+from bot.credentials_cli import manage_credentials
+
+CONFIG_EXIT = 2
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m bot", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    root.add_argument("--http", action="store_true", help="HTTP mode even if SLACK_APP_TOKEN")
+    root.add_argument("--port", type=int, help="HTTP port (default: PORT or 3000)")
+    sub = root.add_subparsers(dest="command")
+    creds = sub.add_parser("credentials", help="manage OKX credentials in the OS keyring")
+    creds.add_argument("action", choices=["set", "delete", "check"])
+    creds.add_argument("--demo", action="store_true", help="the demo-trading account")
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    problems = read_dotenv(Path.cwd() / ".env")
+    if problems:
+        for problem in problems:
+            print(f"autorepay: config error: {problem}", file=sys.stderr)
+        return CONFIG_EXIT
+    environ = dict(os.environ)
+    if args.command == "credentials":
+        # A person at a prompt: Ctrl-C is KeyboardInterrupt again (exit 130), SIGTERM ends.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        account = Account.DEMO if args.demo else Account.LIVE
+        return manage_credentials(args.action, account, environ)
+    return run(environ, force_http=args.http, port=args.port)
+
+
+def read_dotenv(path: Path) -> list[str]:
+    """Load `.env` into the environment (the real environment wins); what is wrong with
+    it, one line each. A line python-dotenv can't parse, or a name without `=`, is an
+    error rather than a warning: the value meant for it would be silently missing."""
+    if not path.is_file():
+        return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return [f"{path.name} is not UTF-8 text: save it as UTF-8"]
+    except OSError as exc:
+        return [f"{path.name} cannot be read: {exc.strerror}"]
+    problems = []
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        if binding.error:
+            problems.append(f"{path.name} line {line} is not NAME=value")
+        elif binding.key and binding.value is None:
+            problems.append(f"{path.name} line {line}: {binding.key} has no value "
+                            f"(write {binding.key}=…, or delete the line)")
+    if not problems:
+        load_dotenv(stream=io.StringIO(text), override=False)
+    return problems
+
+
+def run(environ: Mapping[str, str], *, force_http: bool, port: int | None) -> int:
+    from bot.lifecycle import serve  # its imports take a while; signals are handled already
+
+    return asyncio.run(serve(environ, force_http=force_http, port=port))
