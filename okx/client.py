@@ -6,7 +6,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -194,18 +195,34 @@ class OkxClient:
             async with self._uid_unknown:
                 if self._limits is self._own_limits:  # still unknown: it may be learnt now
                     return await self._learning_uid(call, deadline)
-        async with self._limits.slot(call.endpoint.path):
+        async with self._slot(self._limits, call, deadline):
             return await self._send(call, deadline)
 
     async def _learning_uid(self, call: Call[T], deadline: float) -> T:
         """A request made on this client's own limits; an account config names the uid,
         whose limits this client shares from then on (nothing of ours is in flight)."""
-        async with self._own_limits.slot(call.endpoint.path):
+        async with self._slot(self._own_limits, call, deadline):
             result = await self._send(call, deadline)
         if isinstance(result, AccountConfig):
             registry = self._registry or shared_registry()
             self._limits = registry.adopt(result.uid, self._own_limits)
         return result
+
+    @asynccontextmanager
+    async def _slot(self, limits: AccountLimits, call: Call[T], deadline: float
+                    ) -> AsyncIterator[None]:
+        """A slot under OKX's limit, waited for until the deadline at most; past it the
+        request is not sent at all (code "busy"), so a burst can't queue up without end."""
+        try:
+            slot = limits.slot(call.endpoint.path, max(0.0, deadline - self._monotonic()))
+            await slot.__aenter__()
+        except TimeoutError:
+            raise OkxRateLimitError("busy", "no free slot under OKX's rate limit in time"
+                                    ) from None
+        try:
+            yield
+        finally:
+            await slot.__aexit__(None, None, None)
 
     async def _send(self, call: Call[T], deadline: float) -> T:
         endpoint = call.endpoint

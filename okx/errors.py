@@ -47,6 +47,8 @@ EXPLANATIONS: dict[str, str] = {
     "50001": "OKX says its service is temporarily unavailable.",
     "50004": "OKX timed out answering.",
     "50011": "OKX's rate limit was reached: too many requests in a short time.",
+    "busy": "The bot is already sending OKX as many requests as OKX allows; try again in "
+    "a moment.",
     "50013": "OKX says its system is busy.",
     "50014": "A required parameter was missing from the request to OKX.",
     "50026": "OKX reported a system error.",

@@ -43,9 +43,10 @@ class RateLimiter:
         self._released = asyncio.Event()
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for room under the limit, hold it while the request runs."""
-        async with self._queue:
+    async def slot(self, timeout: float | None = None) -> AsyncIterator[None]:
+        """Wait for room under the limit, hold it while the request runs. Waiting longer
+        than `timeout` raises TimeoutError: a burst must not queue up without end."""
+        async with asyncio.timeout(timeout), self._queue:
             await self._wait_for_room()
             self._in_flight += 1
         try:
@@ -84,9 +85,11 @@ class AccountLimits:
         self._sleep = sleep
         self._limiters: dict[str, RateLimiter] = {}
 
-    def slot(self, path: str) -> AbstractAsyncContextManager[None]:
-        """Wait for room on `path`'s limiter; hold it while the request runs."""
-        return self._limiter(path).slot()
+    def slot(self, path: str, timeout: float | None = None
+             ) -> AbstractAsyncContextManager[None]:
+        """Wait for room on `path`'s limiter (at most `timeout`); hold it while the
+        request runs."""
+        return self._limiter(path).slot(timeout)
 
     def absorb(self, other: AccountLimits) -> None:
         """Count `other`'s recent requests here too, endpoint by endpoint."""

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from okx import Credentials, LimitRegistry, OkxClient
+from okx import Credentials, LimitRegistry, OkxClient, OkxRateLimitError, RetryPolicy
 from okx.client import CONFIG_PATH
 from tests.fakes.clock import FakeTime
 from tests.fakes.okx_server import FakeOkx
@@ -105,3 +105,22 @@ async def test_different_uids_do_not_slow_each_other() -> None:
     async with okx.client(FIRST, limits) as first, okx.client(OTHER, limits) as other:
         await asyncio.gather(*(c.get_account_config() for _ in range(5) for c in (first, other)))
     assert fake_time.sleeps == []
+
+
+async def test_a_burst_beyond_the_deadline_is_refused_not_queued_forever(
+        okx_server: FakeOkx) -> None:
+    """Reads that can't get a slot before the client's deadline are not sent at all (code
+    "busy"): a flood of `status` commands can't pile up waiting tasks without end."""
+    okx_server.add_account(api_key=FIRST.api_key, secret=FIRST.secret,
+                           passphrase=FIRST.passphrase, uid=UID)
+    quick = RetryPolicy(base_delay=0.01, max_delay=0.05, deadline=0.5)
+    async with OkxClient(FIRST, base_url=okx_server.url, retry=quick,
+                         limits=LimitRegistry()) as client:
+        await client.get_account_config()  # the uid is known: reads go through its limiter
+        results = await asyncio.wait_for(asyncio.gather(
+            *(client.get_account_config() for _ in range(20)), return_exceptions=True),
+            timeout=10)
+    refused = [r for r in results if isinstance(r, OkxRateLimitError)]
+    assert len(refused) == 16 and all(r.code == "busy" for r in refused)
+    assert "try again in a moment" in str(refused[0])
+    assert len([r for r in okx_server.requests if r.path == CONFIG_PATH]) == 5
