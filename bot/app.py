@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 import handlers
 from bot import credentials, http_server
@@ -35,7 +35,7 @@ from bot.service import AutoRepay
 from bot.signature import SlackSignature
 from bot.store import Store
 from handlers.announce import Announcer
-from handlers.background import expire_forever, recover
+from handlers.background import LeftOver, expire_forever, left_over, recover
 from okx import OkxClient
 
 log = logging.getLogger("bot")
@@ -55,6 +55,7 @@ class Runtime:
     background: list[asyncio.Task[None]] = field(default_factory=list)
     retired: list[OkxClient] = field(default_factory=list)  # accounts OKX refused at start
     ready: bool = False
+    left: LeftOver | None = None
 
     def retire(self, account: Account, reason: str) -> None:
         """Make an account unavailable (its key was refused); the others keep working."""
@@ -71,16 +72,23 @@ class Runtime:
     async def start(self, sweep_every: float | None = EXPIRY_SWEEP_SECONDS) -> None:
         # One session for every Web API call: no new connection per message.
         self.app.client.session = aiohttp.ClientSession()
-        self.background.append(asyncio.create_task(self._recover()))
+        left = self.left or await self.take_stock()
+        self.background.append(asyncio.create_task(self._recover(left)))
         if sweep_every:
             self.background.append(asyncio.create_task(
                 expire_forever(self.service, self.announcer, sweep_every)))
         self.ready = True
         log.info("ready mode=%s", "socket" if self.settings.socket_mode else "http")
 
-    async def _recover(self) -> None:
+    async def take_stock(self) -> LeftOver:
+        """What a crash left half done. Read before any new work can come in (before
+        "ready", before Socket Mode connects): what comes after is new, not left over."""
+        self.left = await left_over(self.service)
+        return self.left
+
+    async def _recover(self, left: LeftOver) -> None:
         async with self.inflight.track():
-            await recover(self.service, self.announcer)
+            await recover(self.service, self.announcer, left)
 
     async def stop(self, drain_seconds: float = 30.0) -> None:
         """Take no new work, let work in flight finish (bounded), then close everything."""
@@ -97,10 +105,10 @@ class Runtime:
             await client.aclose()
         if self.app.client.session is not None:
             await self.app.client.session.close()
-        self.close_store()
+        await self.close_store()
 
-    def close_store(self) -> None:
-        self.service.store.close()
+    async def close_store(self) -> None:
+        await self.service.store.aclose()
         if self.lock is not None:
             self.lock.release()
 
@@ -166,27 +174,32 @@ def lock_database(settings: Settings) -> DatabaseLock:
     return lock
 
 
-def open_store(settings: Settings, clock: Callable[[], float] = time.time) -> Store:
-    """The database, proven writable: a read-only file fails here, not at the first
-    command."""
+async def open_store(settings: Settings, clock: Callable[[], float] = time.time) -> Store:
+    """The database, migrated and proven writable: a read-only file fails here, not at
+    the first command."""
     name = f"AUTOREPAY_DB={str(settings.db_path)!r}"
     try:
-        store = Store(settings.db_path)
-    except sqlite3.Error as exc:
-        raise ConfigError([f"{name} cannot be used: {exc}"]) from None
+        store = await Store.open(settings.db_path)
+    except (SQLAlchemyError, OSError) as exc:
+        raise ConfigError([f"{name} cannot be used: {database_error(exc)}"]) from None
     try:
-        store.audit("started", now=clock())
-    except sqlite3.Error as exc:
-        store.close()
-        raise ConfigError([f"{name} cannot be written: {exc}"]) from None
+        await store.audit("started", now=clock())
+    except (SQLAlchemyError, OSError) as exc:
+        await store.aclose()
+        raise ConfigError([f"{name} cannot be written: {database_error(exc)}"]) from None
     return store
 
 
-def build(settings: Settings, environ: Mapping[str, str], *,
+def database_error(exc: Exception) -> str:
+    """The driver's own words (SQLAlchemy adds the SQL and a link on further lines)."""
+    return str(exc.orig) if isinstance(exc, DBAPIError) else str(exc).splitlines()[0]
+
+
+async def build(settings: Settings, environ: Mapping[str, str], *,
           clock: Callable[[], float] = time.time, **okx_options: Any) -> Runtime:
     lock = lock_database(settings)
     try:
-        store = open_store(settings, clock)
+        store = await open_store(settings, clock)
     except ConfigError:
         lock.release()
         raise

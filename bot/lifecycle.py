@@ -42,7 +42,7 @@ class Prepared:
     sock: socket.socket | None  # HTTP mode: bound and listening
 
 
-def prepare(environ: Mapping[str, str], *, force_http: bool, port: int | None,
+async def prepare(environ: Mapping[str, str], *, force_http: bool, port: int | None,
             **build_options: Any) -> Prepared:
     """The runtime and its socket, or ConfigError with every problem found."""
     settings, problems = read_settings(environ, force_http=force_http, port=port)
@@ -60,14 +60,14 @@ def prepare(environ: Mapping[str, str], *, force_http: bool, port: int | None,
     runtime = None
     if variables_ok:  # then the database can be judged too (opening may create it)
         try:
-            runtime = build(settings, environ, **build_options)
+            runtime = await build(settings, environ, **build_options)
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
         if sock is not None:
             sock.close()
         if runtime is not None:
-            runtime.close_store()
+            await runtime.close_store()
         raise ConfigError(problems)
     assert runtime is not None
     return Prepared(runtime, sock)
@@ -119,7 +119,7 @@ async def serve(environ: Mapping[str, str], *, force_http: bool, port: int | Non
         loop.add_signal_handler(sig, stop.set)
     configure_logging()
     try:
-        prepared = prepare(environ, force_http=force_http, port=port)
+        prepared = await prepare(environ, force_http=force_http, port=port)
     except ConfigError as exc:
         return report(exc.problems)
     if prepared.sock is not None:
@@ -153,6 +153,7 @@ async def serve_socket_mode(runtime: Runtime, stop: asyncio.Event) -> int:
     if code is not None:
         await runtime.stop(0)
         return code
+    await runtime.take_stock()  # Slack hands over events as soon as it is connected
     handler = GatedSocketModeHandler(runtime.app, runtime.settings.slack_app_token,
                                      runtime.inflight, url)
     try:

@@ -100,7 +100,7 @@ class AutoRepay:
 
     async def status(self, user: str, channel: str, account: Account) -> StatusResult:
         if refusal := await self.policy.may_view(user, channel):
-            self._refused(user, "status", refusal, account=account.value)
+            await self._refused(user, "status", refusal, account=account.value)
             return refusal
         config = await self._read(account)
         return config if isinstance(config, Unavailable) else AccountState(account, config)
@@ -108,46 +108,46 @@ class AutoRepay:
     async def request_change(self, user: str, channel: str, account: Account,
                              desired: bool) -> RequestResult:
         if refusal := await self.policy.may_request(user, channel):
-            self._refused(user, "request", refusal, account=account.value, desired=desired)
+            await self._refused(user, "request", refusal, account=account.value, desired=desired)
             return refusal
         config = await self._read(account)
         if isinstance(config, Unavailable):
             return config
         if not config.supports_auto_repay:
-            return self._no_change(user, NotApplicable(account, config))
+            return await self._no_change(user, NotApplicable(account, config))
         if config.auto_repay == desired:
-            return self._no_change(user, NoChangeNeeded(account, config))
+            return await self._no_change(user, NoChangeNeeded(account, config))
         now = self.clock()
         request = ChangeRequest(
             id=self._new_id(), requester=user, account=account, desired=desired,
             status=Status.PENDING, created_at=now, expires_at=now + self._ttl,
             origin_channel=channel, approval_channel=self._approval_channel,
             okx_uid=config.uid, okx_label=config.label)
-        self.store.add(request, now)
+        await self.store.add(request, now)
         log.info("request stored id=%s requester=%s account=%s desired=%s",
                  request.id, user, account, desired)
         return Requested(request, config)
 
-    def posted(self, request: ChangeRequest, channel: str, ts: str) -> ChangeRequest:
-        self.store.set_message(request.id, channel, ts, self.clock())
-        stored = self.store.get(request.id)
+    async def posted(self, request: ChangeRequest, channel: str, ts: str) -> ChangeRequest:
+        await self.store.set_message(request.id, channel, ts, self.clock())
+        stored = await self.store.get(request.id)
         assert stored is not None
         return stored
 
-    def abandon(self, request: ChangeRequest, reason: str) -> None:
+    async def abandon(self, request: ChangeRequest, reason: str) -> None:
         """The approval could not be posted: the request must not stay pending unseen."""
         failed = request.moved_to(Status.FAILED, error_code=reason,
                                   error_text="the approval message could not be posted")
-        self.store.abandon(failed, self.clock())
+        await self.store.abandon(failed, self.clock())
         log.warning("approval not posted id=%s channel=%s reason=%s: invite the bot to that "
                     "channel, or set AUTOREPAY_APPROVAL_CHANNEL to one it can post in",
                     request.id, request.approval_channel, reason)
 
     async def click(self, user: str, request_id: str, approve: bool) -> Outcome | Refusal:
         if refusal := await self.policy.may_approve(user):
-            self._refused(user, "approve" if approve else "deny", refusal, request=request_id)
+            await self._refused(user, "approve" if approve else "deny", refusal, request=request_id)
             return refusal
-        outcome = self.store.decide(request_id, user, approve, self.clock(), self.rules)
+        outcome = await self.store.decide(request_id, user, approve, self.clock(), self.rules)
         if outcome is None:
             return Refusal("This request is not known to the bot (it may have been made "
                            "with another database).")
@@ -157,23 +157,23 @@ class AutoRepay:
     async def execute(self, request: ChangeRequest) -> ChangeRequest:
         """Make the OKX call for an approved request and record the result (done/failed)."""
         final = await self._apply(request)
-        self.store.finish(final, self.clock())
+        await self.store.finish(final, self.clock())
         log.info("executed id=%s status=%s result=%s code=%s", final.id, final.status,
                  final.result, final.error_code or "-")
         return final
 
-    def expire_due(self) -> list[ChangeRequest]:
-        return self.store.expire_due(self.clock())
+    async def expire_due(self) -> list[ChangeRequest]:
+        return await self.store.expire_due(self.clock())
 
-    def announced(self, request: ChangeRequest) -> None:
-        self.store.mark_announced(request.id, self.clock())
+    async def announced(self, request: ChangeRequest) -> None:
+        await self.store.mark_announced(request.id, self.clock())
 
-    def interrupted(self) -> list[ChangeRequest]:
+    async def interrupted(self) -> list[ChangeRequest]:
         """Approved before a crash, OKX result never recorded: to be executed again.
 
         Setting auto repay is idempotent, so running the same decision again is safe.
         """
-        return self.store.with_status(Status.APPROVED)
+        return await self.store.with_status(Status.APPROVED)
 
     async def _apply(self, request: ChangeRequest) -> ChangeRequest:
         client = self._clients.get(request.account)
@@ -221,17 +221,17 @@ class AutoRepay:
     def _missing_detail(self, account: Account) -> str:
         return self._missing.get(account, "no OKX client for this account")
 
-    def _no_change(self, user: str, result: NoChangeNeeded | NotApplicable) -> RequestResult:
+    async def _no_change(self, user: str, result: NoChangeNeeded | NotApplicable) -> RequestResult:
         event = "no_change_needed" if isinstance(result, NoChangeNeeded) else "not_applicable"
-        self.store.audit(event, user, now=self.clock(), account=result.account.value,
+        await self.store.audit(event, user, now=self.clock(), account=result.account.value,
                          acct_lv=result.config.acct_lv, auto_repay=result.config.auto_repay)
         return result
 
-    def _refused(self, user: str, what: str, refusal: Refusal, **detail: str | bool) -> None:
+    async def _refused(self, user: str, what: str, refusal: Refusal, **detail: str | bool) -> None:
         fields = {**detail, "hint": refusal.operator_hint}
         log.info("refused user=%s action=%s reason=%r%s", user, what, refusal.reason,
                  "".join(f" {key}={value}" for key, value in fields.items() if value != ""))
-        self.store.audit(f"refused:{what}", user, now=self.clock(), reason=refusal.reason,
+        await self.store.audit(f"refused:{what}", user, now=self.clock(), reason=refusal.reason,
                          **detail)
 
 

@@ -77,7 +77,7 @@ async def report(service: AutoRepay, announcer: Announcer, request: ChangeReques
                  resumed: bool = False) -> None:
     """Announce a final state and remember that it was announced."""
     if await announcer.closed(request, resumed=resumed):
-        service.announced(request)
+        await service.announced(request)
 
 
 def error(exc: SlackApiError) -> str:

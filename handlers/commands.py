@@ -64,10 +64,12 @@ async def put_up_for_approval(request: ChangeRequest, current: bool | None,
     try:
         ts = await announcer.post_approval(request, current)
     except SlackApiError as exc:
-        service.abandon(request, f"slack:{error(exc)}")
+        await service.abandon(request, f"slack:{error(exc)}")
         return blocks.approval_not_posted(request, error(exc))
-    request = service.posted(request, request.approval_channel, ts)
-    if request.status is not Status.PENDING:  # expired while the message was being posted
+    request = await service.posted(request, request.approval_channel, ts)
+    # Expired while the message was being posted. (A click may also have come in by now:
+    # approved or denied, that click announces its own outcome.)
+    if request.status is Status.EXPIRED:
         await report(service, announcer, request)
     return blocks.request_note(request)
 

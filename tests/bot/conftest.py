@@ -12,7 +12,7 @@ import json
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +26,7 @@ from bot.app import Runtime, build, http_app
 from bot.config import Settings
 from bot.connections import ConnectionGuard
 from bot.http_server import BODY_SECONDS, HEADER_SECONDS, HttpServer
+from bot.store import Store
 from handlers.background import expire_now
 from okx import RetryPolicy
 from tests.fakes.loopback import LoopbackServer
@@ -62,17 +63,24 @@ class WallClock:
 
 
 class BotServer(LoopbackServer):
-    """The bot's own HTTP server (connection guard included) on loopback."""
+    """The bot's own HTTP server (connection guard included) on loopback. The runtime is
+    built on the server's own loop, as `python -m bot` builds it on its loop."""
 
-    def __init__(self, runtime: Runtime, *, max_connections: int = 256,
-                 header_seconds: float = HEADER_SECONDS,
+    def __init__(self, make_runtime: Callable[[], Awaitable[Runtime]], *,
+                 max_connections: int = 256, header_seconds: float = HEADER_SECONDS,
                  body_seconds: float = BODY_SECONDS) -> None:
         super().__init__()
-        self.runtime = runtime
+        self._make_runtime = make_runtime
+        self._runtime: Runtime | None = None
         self.guard = ConnectionGuard(max_connections=max_connections,
                                      header_seconds=header_seconds)
         self.body_seconds = body_seconds
         self.http_server: HttpServer | None = None
+
+    @property
+    def runtime(self) -> Runtime:
+        assert self._runtime is not None
+        return self._runtime
 
     def build_app(self) -> web.Application:
         async def start(_: web.Application) -> None:
@@ -87,6 +95,7 @@ class BotServer(LoopbackServer):
         return app
 
     async def _serve(self, sock: socket.socket) -> None:
+        self._runtime = await self._make_runtime()
         self.http_server = HttpServer(self.build_app(), sock, self.guard)
         await self.http_server.start()
 
@@ -113,9 +122,11 @@ class Harness:
         """Build and serve the bot; `server` holds BotServer options (limits)."""
         if changes:
             self.settings = replace(self.settings, **changes)
-        runtime = build(self.settings, self.environ, clock=self.clock,
-                        retry=RetryPolicy(base_delay=0.01, max_delay=0.05, deadline=5.0))
-        self.server = BotServer(runtime, **(server or {}))
+        def make_runtime() -> Awaitable[Runtime]:
+            return build(self.settings, self.environ, clock=self.clock,
+                         retry=RetryPolicy(base_delay=0.01, max_delay=0.05, deadline=5.0))
+
+        self.server = BotServer(make_runtime, **(server or {}))
         self.server.start()
         return self
 
@@ -132,6 +143,12 @@ class Harness:
     def runtime(self) -> Runtime:
         assert self.server is not None
         return self.server.runtime
+
+    @property
+    def store(self) -> StoreOnLoop:
+        """The bot's store, its coroutines run on the bot's loop and waited for."""
+        assert self.server is not None
+        return StoreOnLoop(self.server, self.runtime.service.store)
 
     @property
     def events_url(self) -> str:
@@ -176,6 +193,18 @@ class Harness:
         self.clock.now += seconds
         assert self.server is not None
         self.server.call(expire_now(self.runtime.service, self.runtime.announcer))
+
+
+@dataclass
+class StoreOnLoop:
+    """`bot.store.audit_events()` from a test thread: the call runs on the bot's loop."""
+
+    server: LoopbackServer
+    store: Store
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.store, name)
+        return lambda *args, **kwargs: self.server.call(method(*args, **kwargs))
 
 
 @dataclass

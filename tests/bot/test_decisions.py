@@ -17,7 +17,7 @@ def test_twelve_simultaneous_approve_clicks_write_once(bot: Harness) -> None:
             assert "already" in reply.followup()
     assert bot.okx.codes() == ["0"]
     assert len(bot.slack.thread(bot.approval_message()[0])) == 1
-    approved = [e for e in bot.runtime.service.store.audit_events() if e.event == "approved"]
+    approved = [e for e in bot.store.audit_events() if e.event == "approved"]
     assert len(approved) == 1
 
 
@@ -82,5 +82,5 @@ def test_request_is_stored_before_the_approval_is_posted(bot: Harness) -> None:
     bot.slack.fail("chat.postMessage", "not_in_channel")
     text = bot.command("on").followup()
     assert "could not be put up for approval" in text and "not_in_channel" in text
-    [request] = bot.runtime.service.store.with_status(Status.FAILED)
+    [request] = bot.store.with_status(Status.FAILED)
     assert request.requester == ALICE and request.error_code == "slack:not_in_channel"

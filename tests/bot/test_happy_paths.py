@@ -27,7 +27,7 @@ def test_live_on_is_approved_applied_and_reported_in_the_thread(bot: Harness) ->
     assert "actions" not in str(final[-1].args["blocks"])  # buttons gone
     told = bot.slack.wait_for(lambda: bot.slack.called("chat.postEphemeral"))
     assert told[0].args["user"] == ALICE and "Done" in told[0].args["text"]
-    events = [e.event for e in bot.runtime.service.store.audit_events()]
+    events = [e.event for e in bot.store.audit_events()]
     assert events[:3] == ["started", "requested", "approval_posted"] and "okx_done" in events
 
 

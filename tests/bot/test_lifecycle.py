@@ -4,6 +4,7 @@ starting and draining; a signal at any moment ends it with exit 0."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import resource
@@ -11,7 +12,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,11 +165,16 @@ def read_only(path: Path, on: bool) -> None:
         path.chmod((0o444 if path.is_file() else 0o555) if on else 0o755)
 
 
+async def make_database(database: Path) -> None:
+    store = await Store.open(database)
+    await store.aclose()
+
+
 def test_a_read_only_database_is_a_config_error(env: dict[str, str], tmp_path: Path) -> None:
     folder = tmp_path / "data"
     folder.mkdir()
     database = folder / "autorepay.db"
-    Store(database).close()
+    asyncio.run(make_database(database))
     read_only(database, True)
     read_only(folder, True)
     try:
@@ -372,15 +377,30 @@ def test_port_in_use_and_a_bad_database_are_reported_together(env: dict[str, str
     assert any(p.startswith("AUTOREPAY_DB=") for p in problems)
 
 
+def handles_sigterm(pid: int) -> bool:
+    """True once the process catches SIGTERM: the bot installs its handlers (both
+    signals) as its very first step, before any slow import."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = int(next(line for line in status.splitlines()
+                      if line.startswith("SigCgt:")).split()[1], 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_right_after_launch_exits_0(sig: int, env: dict[str, str],
                                              tmp_path: Path) -> None:
-    for delay in (0.05, 0.1, 0.2, 0.3):
+    """The earliest moment the bot's own code runs: before it has imported anything
+    slow, read its settings or bound its port."""
+    for _ in range(3):
         process = bot_process([], env, tmp_path)
-        threading.Event().wait(delay)  # a moment into start-up: the point of the test
+        while not handles_sigterm(process.pid) and process.poll() is None:
+            pass  # polling /proc: the moment is too short to wait on anything else
         process.send_signal(sig)
         _, err = process.communicate(timeout=15)
-        assert process.returncode == 0, (delay, err)
+        assert process.returncode == 0, err
         assert "Traceback" not in err
 
 

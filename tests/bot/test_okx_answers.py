@@ -16,7 +16,7 @@ def test_okx_confirming_the_opposite_value_fails_even_without_a_read_back(bot: H
     text = bot.thread_replies()[0]["text"]
     assert "could not be switched *ON*" in text and "is now *ON*" not in text
     assert "OKX answered that auto repay is OFF" in text
-    [failed] = bot.runtime.service.store.with_status(Status.FAILED)
+    [failed] = bot.store.with_status(Status.FAILED)
     assert failed.result is False and failed.error_code == "mismatch"
     assert live(bot.okx).auto_repay is False
 

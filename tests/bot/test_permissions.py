@@ -7,7 +7,7 @@ from tests.bot.conftest import ALICE, APPROVALS, BOB, CAROL, MALLORY, OPS, Harne
 
 
 def audit(bot: Harness) -> list[str]:
-    return [e.event for e in bot.runtime.service.store.audit_events()]
+    return [e.event for e in bot.store.audit_events()]
 
 
 def test_non_requester_cannot_ask(bot: Harness) -> None:

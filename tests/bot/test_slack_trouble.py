@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
-from bot.approvals import Status
+from bot.approvals import ChangeRequest, Status
 from bot.store import Store
 from handlers.blocks import APPROVE
 from tests.bot.conftest import ALICE, APPROVALS, BOB, Harness, live
@@ -27,7 +30,7 @@ def test_unusable_approvals_channel_is_explained_and_nothing_stays_pending(
     bot.slack.fail("chat.postMessage", error)
     text = bot.command("on").followup()
     assert "could not be put up for approval" in text and error in text
-    store = bot.runtime.service.store
+    store = bot.store
     assert store.with_status(Status.PENDING) == []
     [failed] = store.with_status(Status.FAILED)
     assert failed.requester == ALICE and failed.error_code == f"slack:{error}"
@@ -41,7 +44,7 @@ def test_thread_reply_failure_does_not_lose_the_outcome(bot: Harness) -> None:
                                 if c.method == "chat.postMessage" and "thread_ts" in c.args])
     bot.stop()  # lets the click finish
     assert live(bot.okx).auto_repay is True
-    [unannounced] = Store(bot.settings.db_path).unannounced()
+    [unannounced] = asyncio.run(unannounced_in(bot.settings.db_path))
     assert unannounced.status is Status.DONE  # announced again at the next start
     bot.start()
     assert "Resumed after a restart" in bot.thread_replies()[0]["text"]
@@ -55,3 +58,11 @@ def test_requester_unreachable_in_channel_gets_a_dm(bot: Harness) -> None:
     dm = bot.slack.wait_for(lambda: [c for c in bot.slack.called("chat.postMessage")
                                      if c.args.get("channel") == ALICE])
     assert "Done" in dm[0].args["text"]
+
+
+async def unannounced_in(database: Path) -> list[ChangeRequest]:
+    store = await Store.open(database)
+    try:
+        return await store.unannounced()
+    finally:
+        await store.aclose()

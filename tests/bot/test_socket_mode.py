@@ -26,8 +26,7 @@ from tests.fakes.slack_server import FakeSlack
 
 class SocketBot:
     def __init__(self, settings: Settings) -> None:
-        self.runtime = build(settings, dict(OKX_ENV), clock=WallClock(),
-                             retry=RetryPolicy(base_delay=0.01))
+        self.settings = settings
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.stop_event: asyncio.Event | None = None
@@ -35,7 +34,9 @@ class SocketBot:
     def _run(self) -> None:
         async def main() -> None:
             self.stop_event = asyncio.Event()
-            await serve_socket_mode(self.runtime, self.stop_event)
+            runtime = await build(self.settings, dict(OKX_ENV), clock=WallClock(),
+                                  retry=RetryPolicy(base_delay=0.01))
+            await serve_socket_mode(runtime, self.stop_event)
         self.loop.run_until_complete(main())
 
     def stop(self) -> None:

@@ -1,13 +1,19 @@
-"""The SQLite store: durable, migrated at start, one winner per transition."""
+"""The store: durable, migrated at start, one winner per transition; databases made by
+the version before alembic are adopted with their requests and audit log."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
 
 from bot.approvals import ChangeRequest, Rules, Status, Verdict
 from bot.credentials import Account
-from bot.store import Store
+from bot.store import Store, make_engine
 
 
 def request(request_id: str = "ar-1") -> ChangeRequest:
@@ -16,61 +22,228 @@ def request(request_id: str = "ar-1") -> ChangeRequest:
                          origin_channel="COPS", approval_channel="CAPPR", okx_uid="42")
 
 
-def test_round_trip_and_reopen(tmp_path: Path) -> None:
-    store = Store(tmp_path / "a.db")
-    store.add(request(), now=1.0)
-    store.set_message("ar-1", "CAPPR", "123.456", now=2.0)
-    store.close()
-    reopened = Store(tmp_path / "a.db")  # migrations run again: nothing breaks
-    loaded = reopened.get("ar-1")
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(tmp_path / "a.db")
+    yield opened
+    await opened.aclose()
+
+
+def pragma(database: Path, name: str) -> object:
+    with sqlite3.connect(database) as db:
+        return db.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+async def test_round_trip_and_reopen(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "a.db")
+    await store.add(request(), now=1.0)
+    await store.set_message("ar-1", "CAPPR", "123.456", now=2.0)
+    await store.aclose()
+    reopened = await Store.open(tmp_path / "a.db")  # migrations run again: nothing breaks
+    loaded = await reopened.get("ar-1")
     assert loaded is not None
     assert loaded.account is Account.DEMO and loaded.approval_ts == "123.456"
     assert loaded.okx_uid == "42"
-    assert [e.event for e in reopened.audit_events("ar-1")] == ["requested", "approval_posted"]
-    mode = reopened._db.execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode == "wal"
+    events = await reopened.audit_events("ar-1")
+    assert [e.event for e in events] == ["requested", "approval_posted"]
+    await reopened.aclose()
+    assert pragma(tmp_path / "a.db", "journal_mode") == "wal"
 
 
-def test_many_threads_one_winner(tmp_path: Path) -> None:
-    store = Store(tmp_path / "a.db")
-    store.add(request(), now=1.0)
+async def test_every_connection_is_durable_and_checks_foreign_keys(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path / "a.db")
+    async with engine.connect() as db:
+        pragmas = [(await db.exec_driver_sql(f"PRAGMA {name}")).scalar()
+                   for name in ("journal_mode", "synchronous", "foreign_keys")]
+    await engine.dispose()
+    assert pragmas == ["wal", 2, 1]  # synchronous=FULL is 2
+
+
+async def test_many_concurrent_clicks_one_winner(store: Store) -> None:
+    await store.add(request(), now=1.0)
     users = [f"U{n:03d}" for n in range(24)]
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        outcomes = list(pool.map(lambda u: store.decide("ar-1", u, True, 5.0, Rules()), users))
+    outcomes = await asyncio.gather(*(store.decide("ar-1", u, True, 5.0, Rules())
+                                      for u in users))
     verdicts = [o.verdict for o in outcomes if o is not None]
     assert verdicts.count(Verdict.APPROVED) == 1
     assert verdicts.count(Verdict.NOT_PENDING) == 23
 
 
-def test_two_processes_worth_of_connections_one_winner(tmp_path: Path) -> None:
-    first, second = Store(tmp_path / "a.db"), Store(tmp_path / "a.db")
-    first.add(request(), now=1.0)
-    a = first.decide("ar-1", "UBOB", True, 5.0, Rules())
-    b = second.decide("ar-1", "UCAROL", True, 5.0, Rules())
+async def test_two_processes_worth_of_connections_one_winner(tmp_path: Path) -> None:
+    first, second = await Store.open(tmp_path / "a.db"), await Store.open(tmp_path / "a.db")
+    await first.add(request(), now=1.0)
+    a, b = await asyncio.gather(first.decide("ar-1", "UBOB", True, 5.0, Rules()),
+                                second.decide("ar-1", "UCAROL", True, 5.0, Rules()))
     assert a is not None and b is not None
     assert {a.verdict, b.verdict} == {Verdict.APPROVED, Verdict.NOT_PENDING}
+    await first.aclose()
+    await second.aclose()
 
 
-def test_finish_only_once(tmp_path: Path) -> None:
-    store = Store(tmp_path / "a.db")
-    store.add(request(), now=1.0)
-    outcome = store.decide("ar-1", "UBOB", True, 5.0, Rules())
+async def test_approvers_keep_the_order_they_approved_in(store: Store) -> None:
+    await store.add(request(), now=1.0)
+    for user in ["UZED", "UAMY", "UMID"]:  # all at the same instant
+        await store.decide("ar-1", user, True, 5.0, Rules(approvals_required=4))
+    loaded = await store.get("ar-1")
+    assert loaded is not None and loaded.approvers == ("UZED", "UAMY", "UMID")
+
+
+async def test_finish_only_once(store: Store) -> None:
+    await store.add(request(), now=1.0)
+    outcome = await store.decide("ar-1", "UBOB", True, 5.0, Rules())
     assert outcome is not None
     done = outcome.request.moved_to(Status.DONE, result=True)
-    assert store.finish(done, now=6.0) is True
-    assert store.finish(done, now=7.0) is False
-    stored = store.get("ar-1")
+    assert await store.finish(done, now=6.0) is True
+    assert await store.finish(done, now=7.0) is False
+    stored = await store.get("ar-1")
     assert stored is not None and stored.status is Status.DONE and stored.result is True
 
 
-def test_expire_due(tmp_path: Path) -> None:
-    store = Store(tmp_path / "a.db")
-    store.add(request("ar-1"), now=1.0)
-    assert store.expire_due(900.0) == []
-    [expired] = store.expire_due(901.0)
+async def test_expire_due(store: Store) -> None:
+    await store.add(request("ar-1"), now=1.0)
+    assert await store.expire_due(900.0) == []
+    [expired] = await store.expire_due(901.0)
     assert expired.status is Status.EXPIRED
-    assert store.expire_due(2000.0) == []
+    assert await store.expire_due(2000.0) == []
 
 
-def test_unknown_request(tmp_path: Path) -> None:
-    assert Store(tmp_path / "a.db").decide("nope", "UBOB", True, 1.0, Rules()) is None
+async def test_unknown_request(store: Store) -> None:
+    assert await store.decide("nope", "UBOB", True, 1.0, Rules()) is None
+
+
+# --- databases made before alembic ------------------------------------------------------
+# The old bot/store.py MIGRATIONS, verbatim: applied in order, with PRAGMA user_version
+# counting them.
+OLD_MIGRATIONS = [
+    """
+    CREATE TABLE requests (
+        id TEXT PRIMARY KEY,
+        requester TEXT NOT NULL,
+        account TEXT NOT NULL CHECK (account IN ('live', 'demo')),
+        desired INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        origin_channel TEXT NOT NULL,
+        approval_channel TEXT NOT NULL DEFAULT '',
+        approval_ts TEXT NOT NULL DEFAULT '',
+        decided_by TEXT NOT NULL DEFAULT '',
+        result INTEGER,
+        error_code TEXT NOT NULL DEFAULT '',
+        error_text TEXT NOT NULL DEFAULT '',
+        okx_uid TEXT NOT NULL DEFAULT '',
+        okx_label TEXT NOT NULL DEFAULT '',
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX requests_by_status ON requests (status, expires_at);
+    CREATE TABLE decisions (
+        request_id TEXT NOT NULL REFERENCES requests (id),
+        user_id TEXT NOT NULL,
+        approve INTEGER NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (request_id, user_id)
+    );
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        event TEXT NOT NULL,
+        actor TEXT NOT NULL DEFAULT '',
+        request_id TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    """,
+    """
+    ALTER TABLE requests ADD COLUMN announced INTEGER NOT NULL DEFAULT 0;
+    UPDATE requests SET announced = 1 WHERE status NOT IN ('pending', 'approved');
+    """,
+]
+
+
+def old_database(path: Path, version: int) -> None:
+    """A database as the version before alembic left it, at `version`, with a done
+    request (approved by UBOB), a pending one, and their audit log."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    for number, script in enumerate(OLD_MIGRATIONS[:version], start=1):
+        for statement in filter(str.strip, script.split(";")):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {number}")
+        if number == 1:
+            rows = [("ar-done", "done", 1, 2.0, 1), ("ar-wait", "pending", None, 3.0, None)]
+            for request_id, status, result, at, approved in rows:
+                db.execute("INSERT INTO requests (id, requester, account, desired, status,"
+                           " created_at, expires_at, origin_channel, approval_channel,"
+                           " approval_ts, result, updated_at) VALUES (?, 'UALICE', 'live',"
+                           " 1, ?, ?, 901.0, 'COPS', 'CAPPR', '1.2', ?, ?)",
+                           (request_id, status, at, result, at))
+                db.execute("INSERT INTO audit (at, event, actor, request_id, detail)"
+                           " VALUES (?, 'requested', 'UALICE', ?, '{\"desired\": true}')",
+                           (at, request_id))
+                if approved:
+                    db.execute("INSERT INTO decisions VALUES (?, 'UBOB', 1, ?)",
+                               (request_id, at))
+    db.close()
+
+
+def schema(path: Path) -> dict[str, object]:
+    """Tables, their columns (name, type, not null, default, primary key) and indexes."""
+    with sqlite3.connect(path) as db:
+        tables = [r[0] for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            " AND name NOT IN ('sqlite_sequence', 'alembic_version') ORDER BY name")]
+        return {table: (
+            [tuple(c[1:]) for c in db.execute(f"PRAGMA table_info({table})")],
+            sorted(tuple(i[1:3]) for i in db.execute(f"PRAGMA index_list({table})")),
+            [tuple(f[2:5]) for f in db.execute(f"PRAGMA foreign_key_list({table})")],
+        ) for table in tables}
+
+
+def normalised(columns: object) -> object:
+    """Column types as SQLite's affinity sees them (REAL and FLOAT alike); primary key
+    columns as never null (SQLAlchemy says NOT NULL, the old SQL left it implied)."""
+    assert isinstance(columns, dict)
+    return {table: ([(name, kind.replace("FLOAT", "REAL"), notnull or pk, default, pk)
+                     for name, kind, notnull, default, pk in cols], indexes, keys)
+            for table, (cols, indexes, keys) in columns.items()}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_a_database_from_before_alembic_keeps_its_requests_and_audit(
+        tmp_path: Path, version: int) -> None:
+    old = tmp_path / "old.db"
+    old_database(old, version)
+    store = await Store.open(old)
+    done, waiting = await store.get("ar-done"), await store.get("ar-wait")
+    assert done is not None and done.status is Status.DONE and done.result is True
+    assert done.approvers == ("UBOB",)
+    assert waiting is not None and waiting.status is Status.PENDING
+    assert await store.unannounced() == []  # the done one was announced back then
+    events = await store.audit_events()
+    assert [(e.event, e.request_id, e.detail) for e in events] == [
+        ("requested", "ar-done", {"desired": True}), ("requested", "ar-wait", {"desired": True})]
+    await store.audit("started", now=10.0)  # and it takes writes
+    assert [e.event for e in await store.audit_events()][-1] == "started"
+    await store.aclose()
+    fresh = tmp_path / "fresh.db"
+    await (await Store.open(fresh)).aclose()
+    assert normalised(schema(old)) == normalised(schema(fresh))
+
+
+async def test_the_announced_column_marks_old_decided_requests_announced(
+        tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    old_database(old, 1)
+    await (await Store.open(old)).aclose()
+    with sqlite3.connect(old) as db:
+        rows = dict(db.execute("SELECT id, announced FROM requests").fetchall())
+    assert rows == {"ar-done": 1, "ar-wait": 0}
+
+
+async def test_migrations_are_recorded_by_alembic(tmp_path: Path) -> None:
+    await (await Store.open(tmp_path / "a.db")).aclose()
+    engine = make_engine(tmp_path / "a.db")
+    async with engine.connect() as db:
+        versions = (await db.execute(sa.text("SELECT version_num FROM alembic_version"))
+                    ).scalars().all()
+    await engine.dispose()
+    assert versions == ["0002"]

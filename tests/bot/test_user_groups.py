@@ -41,6 +41,6 @@ def test_dropped_connection_says_membership_could_not_be_checked(bot: Harness) -
 def nothing_happened(bot: Harness) -> None:
     assert bot.slack.posted(APPROVALS) == []
     assert bot.okx.codes() == []
-    [refusal] = [e for e in bot.runtime.service.store.audit_events()
+    [refusal] = [e for e in bot.store.audit_events()
                  if e.event == "refused:request"]
     assert refusal.actor == DAVE and UNCHECKED in str(refusal.detail["reason"])

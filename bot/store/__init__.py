@@ -1,0 +1,301 @@
+"""Storage: change requests, decisions and the audit log, through SQLAlchemy Core's
+async engine (aiosqlite for SQLite; the same queries serve PostgreSQL).
+
+Every state change runs in one transaction that takes the write lock first (on SQLite
+`BEGIN IMMEDIATE`, emitted from the engine's "begin" event), so a transition decided by
+`approvals.decide()` is applied at most once even with many clicks at the same moment,
+and even with two processes on the same file. The schema is made and kept up to date by
+alembic (bot/store/migrations/) when the store is opened.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from bot import approvals
+from bot.approvals import ChangeRequest, Outcome, Rules, Status
+from bot.credentials import Account
+from bot.store.schema import audit, decisions, requests
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+WRITE = "autorepay_write"  # execution option: False for read-only transactions
+SQLITE_BUSY_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    at: float
+    event: str
+    actor: str
+    request_id: str
+    detail: dict[str, Any]
+
+
+def database_url(where: Path | str) -> str:
+    """A SQLAlchemy URL: a path means a SQLite file."""
+    if isinstance(where, Path):
+        return f"sqlite+aiosqlite:///{where}"
+    return where
+
+
+def make_engine(where: Path | str) -> AsyncEngine:
+    # aiosqlite logs every cursor operation, parameters included, at DEBUG: a dozen lines
+    # per click that say nothing an operator needs.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    url = sa.make_url(database_url(where))
+    if url.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True)
+    # A connection per transaction: nothing is tied to one event loop, and each
+    # transaction starts on a fresh connection with the pragmas below.
+    engine = create_async_engine(url, poolclass=NullPool,
+                                 connect_args={"timeout": SQLITE_BUSY_SECONDS})
+    sqlite_transactions(engine)
+    return engine
+
+
+def sqlite_transactions(engine: AsyncEngine) -> None:
+    """SQLAlchemy's documented recipe for SQLite transactions: the driver emits no BEGIN
+    of its own, the engine's "begin" event does — `BEGIN IMMEDIATE` (write lock taken
+    now, so two deciders queue instead of both reading the old state), or a plain
+    `BEGIN` for reads."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")  # a stored request survives power loss
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(connection: sa.Connection) -> None:
+        write = connection.get_execution_options().get(WRITE, True)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def upgrade(connection: sa.Connection) -> None:
+    """Bring the schema to the newest alembic revision, on this connection."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+class Store:
+    """Open with `await Store.open(path_or_url)`; close with `await store.aclose()`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._reader = engine.execution_options(**{WRITE: False})
+        self._sqlite = engine.dialect.name == "sqlite"
+
+    @classmethod
+    async def open(cls, where: Path | str) -> Store:
+        """The store, its schema migrated (one write-locked transaction)."""
+        engine = make_engine(where)
+        try:
+            async with engine.begin() as db:
+                await db.run_sync(upgrade)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine)
+
+    async def aclose(self) -> None:
+        await self._engine.dispose()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.begin() as db:
+            yield db
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        async with self._reader.connect() as db:
+            yield db
+
+    # --- requests -----------------------------------------------------------
+    async def add(self, request: ChangeRequest, now: float) -> None:
+        async with self._transaction() as db:
+            await db.execute(requests.insert().values(
+                id=request.id, requester=request.requester, account=request.account.value,
+                desired=int(request.desired), status=request.status.value,
+                created_at=request.created_at, expires_at=request.expires_at,
+                origin_channel=request.origin_channel,
+                approval_channel=request.approval_channel, okx_uid=request.okx_uid,
+                okx_label=request.okx_label, updated_at=now))
+            await self._audit(db, now, "requested", request.requester, request.id,
+                              account=request.account.value, desired=request.desired)
+
+    async def get(self, request_id: str) -> ChangeRequest | None:
+        async with self._reading() as db:
+            return await self._load(db, request_id)
+
+    async def set_message(self, request_id: str, channel: str, ts: str, now: float) -> None:
+        async with self._transaction() as db:
+            await db.execute(requests.update().where(requests.c.id == request_id)
+                             .values(approval_channel=channel, approval_ts=ts, updated_at=now))
+            await self._audit(db, now, "approval_posted", "", request_id, channel=channel,
+                              ts=ts)
+
+    async def decide(self, request_id: str, user: str, approve: bool, now: float,
+                     rules: Rules) -> Outcome | None:
+        """Apply one click atomically; None when there is no such request."""
+        async with self._transaction() as db:
+            request = await self._load(db, request_id, lock=True)
+            if request is None:
+                return None
+            outcome = approvals.decide(request, user, approve, now, rules)
+            if outcome.changed:
+                await self._save_outcome(db, request, outcome, user, approve, now)
+            else:
+                await self._audit(db, now, f"click_refused:{outcome.verdict}", user,
+                                  request_id)
+            return outcome
+
+    async def finish(self, request: ChangeRequest, now: float) -> bool:
+        """Record the OKX result of an approved request; False if it was finished already."""
+        return await self._close(request, now, Status.APPROVED)
+
+    async def abandon(self, request: ChangeRequest, now: float) -> bool:
+        """A pending request whose approval message could not be posted."""
+        return await self._close(request, now, Status.PENDING)
+
+    async def _close(self, request: ChangeRequest, now: float, expected: Status) -> bool:
+        async with self._transaction() as db:
+            result = await db.execute(
+                requests.update()
+                .where(requests.c.id == request.id, requests.c.status == expected.value)
+                .values(status=request.status.value,
+                        result=None if request.result is None else int(request.result),
+                        error_code=request.error_code, error_text=request.error_text,
+                        okx_uid=request.okx_uid, okx_label=request.okx_label,
+                        updated_at=now))
+            if result.rowcount:
+                await self._audit(db, now, f"okx_{request.status}", "", request.id,
+                                  result=request.result, code=request.error_code)
+            return bool(result.rowcount)
+
+    async def expire_due(self, now: float) -> list[ChangeRequest]:
+        """Move every pending request past its TTL to expired; returns those moved."""
+        async with self._transaction() as db:
+            ids = (await db.execute(
+                sa.select(requests.c.id)
+                .where(requests.c.status == Status.PENDING.value, requests.c.expires_at <= now)
+                .order_by(requests.c.created_at).with_for_update())).scalars().all()
+            expired = []
+            for request_id in ids:
+                request = await self._load(db, request_id)
+                moved = approvals.expire(request, now) if request else None
+                if moved is not None:
+                    await self._set_status(db, moved, now)
+                    await self._audit(db, now, "expired", "", moved.id)
+                    expired.append(moved)
+            return expired
+
+    async def with_status(self, status: Status) -> list[ChangeRequest]:
+        return await self._select(requests.c.status == status.value)
+
+    async def unannounced(self) -> list[ChangeRequest]:
+        """Decided requests whose outcome never made it into Slack (crash, Slack down)."""
+        return await self._select(
+            requests.c.status.not_in([Status.PENDING.value, Status.APPROVED.value]),
+            requests.c.announced == 0)
+
+    async def unposted(self) -> list[ChangeRequest]:
+        """Pending requests whose approval message was never posted (crash)."""
+        return await self._select(requests.c.status == Status.PENDING.value,
+                                  requests.c.approval_ts == "")
+
+    async def mark_announced(self, request_id: str, now: float) -> None:
+        async with self._transaction() as db:
+            await db.execute(requests.update().where(requests.c.id == request_id)
+                             .values(announced=1, updated_at=now))
+            await self._audit(db, now, "announced", "", request_id)
+
+    async def _select(self, *where: sa.ColumnElement[bool]) -> list[ChangeRequest]:
+        async with self._reading() as db:
+            ids = (await db.execute(sa.select(requests.c.id).where(*where)
+                                    .order_by(requests.c.created_at))).scalars().all()
+            return [r for r in [await self._load(db, i) for i in ids] if r]
+
+    # --- audit --------------------------------------------------------------
+    async def audit(self, event: str, actor: str = "", request_id: str = "", /, *,
+                    now: float, **detail: Any) -> None:
+        async with self._transaction() as db:
+            await self._audit(db, now, event, actor, request_id, **detail)
+
+    async def audit_events(self, request_id: str | None = None) -> list[AuditEvent]:
+        query = sa.select(audit).order_by(audit.c.seq)
+        if request_id:
+            query = query.where(audit.c.request_id == request_id)
+        async with self._reading() as db:
+            rows = (await db.execute(query)).all()
+        return [AuditEvent(r.at, r.event, r.actor, r.request_id, json.loads(r.detail))
+                for r in rows]
+
+    # --- helpers ------------------------------------------------------------
+    async def _save_outcome(self, db: AsyncConnection, before: ChangeRequest,
+                            outcome: Outcome, user: str, approve: bool, now: float) -> None:
+        after = outcome.request
+        if outcome.verdict is not approvals.Verdict.EXPIRED:
+            # Replace this user's earlier decision (delete + insert, as INSERT OR REPLACE
+            # did): the new one counts, in the order it was made.
+            await db.execute(decisions.delete().where(decisions.c.request_id == after.id,
+                                                      decisions.c.user_id == user))
+            await db.execute(decisions.insert().values(request_id=after.id, user_id=user,
+                                                       approve=int(approve), at=now))
+        if after.status is not before.status:
+            await self._set_status(db, after, now)
+        await self._audit(db, now, str(outcome.verdict), user, after.id,
+                          approvals=len(after.approvers))
+
+    @staticmethod
+    async def _set_status(db: AsyncConnection, request: ChangeRequest, now: float) -> None:
+        await db.execute(requests.update().where(requests.c.id == request.id)
+                         .values(status=request.status.value, decided_by=request.decided_by,
+                                 updated_at=now))
+
+    @staticmethod
+    async def _audit(db: AsyncConnection, now: float, event: str, actor: str,
+                     request_id: str, **detail: Any) -> None:
+        await db.execute(audit.insert().values(
+            at=now, event=event, actor=actor, request_id=request_id,
+            detail=json.dumps(detail, sort_keys=True)))
+
+    async def _load(self, db: AsyncConnection, request_id: str, *,
+                    lock: bool = False) -> ChangeRequest | None:
+        query = sa.select(requests).where(requests.c.id == request_id)
+        row = (await db.execute(query.with_for_update() if lock else query)).first()
+        if row is None:
+            return None
+        order: list[sa.ColumnElement[Any]] = [decisions.c.at]
+        if self._sqlite:  # decisions made at the same instant: in the order made
+            order.append(sa.literal_column("decisions.rowid"))
+        approvers = tuple((await db.execute(
+            sa.select(decisions.c.user_id)
+            .where(decisions.c.request_id == request_id, decisions.c.approve == 1)
+            .order_by(*order))).scalars())
+        return ChangeRequest(
+            id=row.id, requester=row.requester, account=Account(row.account),
+            desired=bool(row.desired), status=Status(row.status),
+            created_at=row.created_at, expires_at=row.expires_at,
+            origin_channel=row.origin_channel, approval_channel=row.approval_channel,
+            approval_ts=row.approval_ts, approvers=approvers, decided_by=row.decided_by,
+            result=None if row.result is None else bool(row.result),
+            error_code=row.error_code, error_text=row.error_text,
+            okx_uid=row.okx_uid, okx_label=row.okx_label)

@@ -1,0 +1,51 @@
+"""The tables as they are now (the migrations in bot/store/migrations/ make them)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+requests = sa.Table(
+    "requests", metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("requester", sa.Text, nullable=False),
+    sa.Column("account", sa.Text, nullable=False),
+    sa.Column("desired", sa.Integer, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("origin_channel", sa.Text, nullable=False),
+    sa.Column("approval_channel", sa.Text, nullable=False, server_default=""),
+    sa.Column("approval_ts", sa.Text, nullable=False, server_default=""),
+    sa.Column("decided_by", sa.Text, nullable=False, server_default=""),
+    sa.Column("result", sa.Integer),
+    sa.Column("error_code", sa.Text, nullable=False, server_default=""),
+    sa.Column("error_text", sa.Text, nullable=False, server_default=""),
+    sa.Column("okx_uid", sa.Text, nullable=False, server_default=""),
+    sa.Column("okx_label", sa.Text, nullable=False, server_default=""),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    # The final state has been put into Slack (message, thread, requester).
+    sa.Column("announced", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.CheckConstraint("account IN ('live', 'demo')"),
+)
+sa.Index("requests_by_status", requests.c.status, requests.c.expires_at)
+
+decisions = sa.Table(
+    "decisions", metadata,
+    sa.Column("request_id", sa.Text, sa.ForeignKey("requests.id"), primary_key=True),
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("approve", sa.Integer, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+audit = sa.Table(
+    "audit", metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False, server_default=""),
+    sa.Column("request_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("detail", sa.Text, nullable=False, server_default="{}"),
+    sqlite_autoincrement=True,
+)
