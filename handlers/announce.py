@@ -75,7 +75,12 @@ class Announcer:
 
 async def report(service: AutoRepay, announcer: Announcer, request: ChangeRequest, *,
                  resumed: bool = False) -> None:
-    """Announce a final state and remember that it was announced."""
+    """Announce a final state and remember that it was announced.
+
+    The request is read again first: a click can be decided while the approval message
+    is still being recorded, and the thread reply needs that message's ts.
+    """
+    request = await service.store.get(request.id) or request
     if await announcer.closed(request, resumed=resumed):
         await service.announced(request)
 

@@ -28,10 +28,17 @@ from bot.connections import ConnectionGuard
 from bot.http_server import BODY_SECONDS, HEADER_SECONDS, HttpServer
 from bot.store import Store
 from handlers.background import expire_now
+from handlers.blocks import APPROVE
 from okx import RetryPolicy
 from tests.fakes.loopback import LoopbackServer
 from tests.fakes.okx_server import FakeOkx
-from tests.fakes.slack_requests import block_action, form_payload, signed_headers, slash_command
+from tests.fakes.slack_requests import (
+    block_action,
+    find_action,
+    form_payload,
+    signed_headers,
+    slash_command,
+)
 from tests.fakes.slack_server import FakeSlack
 
 ALICE = "U0ALICE01"  # requester (and approver, to test self-approval)
@@ -175,10 +182,22 @@ class Harness:
 
     def click(self, user: str, action_id: str, index: int = -1) -> Reply:
         ts, message = self.approval_message(index)
+        self._until_recorded(ts, message)
         name = f"click{next(self._names)}"
         payload = block_action(user, APPROVALS, ts, message, action_id,
                                self.slack.response_url(name))
         return Reply(self, name, self.post(form_payload(payload)))
+
+    def _until_recorded(self, ts: str, message: dict[str, Any]) -> None:
+        """A person clicks a message they have seen: by then the bot has recorded it.
+        (A click within microseconds of the post is not something Slack can deliver.)"""
+        request_id = find_action(message.get("blocks", []), APPROVE)["value"]
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            request = self.store.get(request_id)
+            if request is None or request.approval_ts == ts or \
+                    request.status.value != "pending":
+                return
 
     def clicks(self, users: list[str], action_id: str) -> list[Reply]:
         with ThreadPoolExecutor(max_workers=len(users)) as pool:

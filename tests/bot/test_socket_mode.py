@@ -78,6 +78,7 @@ def test_socket_mode_does_the_same_work(socket_bot: SocketBot, slack: FakeSlack,
     posted = slack.wait_for(lambda: [c for c in slack.called("chat.postMessage")
                                      if c.args.get("channel") == APPROVALS])
     ts, message = posted[0].answer["ts"], posted[0].args
+    slack.wait_for(lambda: slack.responses_to("s1"))  # as a person: click once it's shown
     click = block_action(BOB, APPROVALS, ts, message, APPROVE, slack.response_url("s2"))
     slack.send_envelope(envelope("env-2", "interactive", click))
     acked(slack, "env-2")
