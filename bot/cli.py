@@ -9,17 +9,15 @@ import asyncio
 import io
 import os
 import signal
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from dotenv import load_dotenv
 from dotenv.parser import parse_stream
 
+from bot.config import report
 from bot.credentials import Account
 from bot.credentials_cli import manage_credentials
-
-CONFIG_EXIT = 2
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,9 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     problems = read_dotenv(Path.cwd() / ".env")
     if problems:
-        for problem in problems:
-            print(f"autorepay: config error: {problem}", file=sys.stderr)
-        return CONFIG_EXIT
+        return report(problems)
     environ = dict(os.environ)
     if args.command == "credentials":
         # A person at a prompt: Ctrl-C is KeyboardInterrupt again (exit 130), SIGTERM ends.

@@ -6,6 +6,7 @@ Every problem found is reported, one readable line each, in a single ConfigError
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,16 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_OKX_BASE_URL = "https://www.okx.com"
 # Values .env.example ships with: left in place, they would pass every format check.
 PLACEHOLDER_IDS = frozenset({"C0123456789", "U0123456789", "S0123456789", "U0987654321"})
+
+
+CONFIG_EXIT = 2  # the exit code for a configuration the bot can't run with
+
+
+def report(problems: list[str]) -> int:
+    """Print each problem on a line of its own (stderr); the exit code to end with."""
+    for problem in problems:
+        print(f"autorepay: config error: {problem}", file=sys.stderr)
+    return CONFIG_EXIT
 
 
 class ConfigError(Exception):

@@ -15,20 +15,18 @@ import logging
 import resource
 import signal
 import socket
-import sys
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bot.app import Runtime, build, credential_problems, http_app
-from bot.config import ConfigError, Settings, read_settings
+from bot.config import ConfigError, Settings, read_settings, report
 from bot.connections import ConnectionGuard
 from bot.http_server import HEADER_SECONDS, HttpServer, bind
 from bot.socket_link import GatedSocketModeHandler
 from bot.startup import check_accounts, check_slack
 
 log = logging.getLogger("bot")
-CONFIG_EXIT = 2
 DRAIN_SECONDS = 30.0
 # Files kept free for the rest: the database, logs, OKX and Slack connections (64), and
 # the connections asyncio accepts in one batch (up to the listen backlog, 128) before
@@ -105,11 +103,6 @@ def cap_library_logs() -> None:
         logger = logging.getLogger(library)
         logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
 
-
-def report(problems: list[str]) -> int:
-    for problem in problems:
-        print(f"autorepay: config error: {problem}", file=sys.stderr)
-    return CONFIG_EXIT
 
 
 async def serve(environ: Mapping[str, str], *, force_http: bool, port: int | None) -> int:

@@ -15,7 +15,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.app import Runtime
 from bot.credentials import Account
@@ -32,40 +33,37 @@ SLACK_TRANSIENT = frozenset({"ratelimited", "fatal_error", "internal_error",
 async def check_slack(runtime: Runtime) -> tuple[list[str], str | None]:
     """(problems, Socket Mode URL). Waits for Slack as long as it takes: cancel it to
     stop waiting."""
-    settings = runtime.settings
+    client, settings = runtime.app.client, runtime.settings
     problems: list[str] = []
-    if rejected := await _ask("SLACK_BOT_TOKEN", runtime.app.client.auth_test):
+    _, rejected = await _ask("SLACK_BOT_TOKEN", client.auth_test)
+    if rejected:
         problems.append(rejected)
     url = None
     if settings.socket_mode:
-        answer: dict[str, object] = {}
-
-        async def open_connection() -> None:
-            response = await runtime.app.client.apps_connections_open(
-                app_token=settings.slack_app_token)
-            answer["url"] = response["url"]
-
-        if rejected := await _ask("SLACK_APP_TOKEN", open_connection):
+        answer, rejected = await _ask("SLACK_APP_TOKEN", lambda: client.apps_connections_open(
+            app_token=settings.slack_app_token))
+        if rejected:
             problems.append(rejected)
-        url = str(answer["url"]) if "url" in answer else None
+        url = str(answer["url"]) if answer is not None else None
     return problems, url
 
 
-async def _ask(variable: str, call: Callable[[], Awaitable[object]]) -> str | None:
-    """Call Slack until it answers; the problem line if it rejects the token."""
+async def _ask(variable: str, call: Callable[[], Awaitable[AsyncSlackResponse]]
+               ) -> tuple[AsyncSlackResponse | None, str | None]:
+    """Call Slack until it answers: (its answer, None), or (None, the problem line) if it
+    rejects the token."""
     attempt = 0
     while True:
         attempt += 1
         try:
-            await asyncio.wait_for(call(), CONNECT_TIMEOUT)
-            return None
+            return await asyncio.wait_for(call(), CONNECT_TIMEOUT), None
         except SlackApiError as exc:
             error = str(exc.response.get("error", "error"))
             if exc.response.status_code < 500 and error not in SLACK_TRANSIENT:
-                return f"{variable} was rejected by Slack ({error}): copy the token again " \
-                       "from the app's settings at api.slack.com/apps"
+                return None, f"{variable} was rejected by Slack ({error}): copy the token " \
+                             "again from the app's settings at api.slack.com/apps"
             failure = describe(exc)
-        except CONNECT_ERRORS as exc:
+        except (*CONNECT_ERRORS, SlackClientError) as exc:  # any other way of not answering
             failure = describe(exc)
         delay = backoff(attempt)
         log.warning("could not reach Slack to check %s, attempt %d (%s); next attempt in "
