@@ -20,7 +20,7 @@ from keyring.backends.fail import Keyring as NoKeyring
 from bot.credentials import Account
 from bot.credentials_cli import manage_credentials
 from tests.bot.conftest import OKX_ENV
-from tests.bot.process import ROOT, bot_process, free_port
+from tests.bot.process import ROOT, bot_process, refused_port
 from tests.fakes.memory_keyring import MemoryKeyring
 from tests.fakes.okx_server import FakeOkx
 
@@ -202,10 +202,11 @@ def test_check_reads_the_account(tmp_path: Path, okx: FakeOkx) -> None:
 
 
 def test_check_with_okx_unreachable_says_so_in_one_line(tmp_path: Path) -> None:
-    nowhere = f"http://127.0.0.1:{free_port()}"
-    process = bot_process(["credentials", "check"], {**OKX_ENV, "OKX_BASE_URL": nowhere},
-                          tmp_path)
-    _, err = process.communicate(timeout=30)
+    with refused_port() as port:
+        nowhere = f"http://127.0.0.1:{port}"
+        process = bot_process(["credentials", "check"], {**OKX_ENV, "OKX_BASE_URL": nowhere},
+                              tmp_path)
+        _, err = process.communicate(timeout=30)
     assert process.returncode == 1
     assert err.splitlines() == [
         f"autorepay: OKX live check failed: could not reach {nowhere} (ConnectError)"]

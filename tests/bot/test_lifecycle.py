@@ -20,7 +20,7 @@ import pytest
 
 from bot.store import Store
 from tests.bot.conftest import ALICE, OKX_ENV, OPS, SIGNING_SECRET
-from tests.bot.process import Lines, bot_env, bot_process, free_port, stop, wait_ready
+from tests.bot.process import Lines, bot_env, bot_process, free_port, refused_port, stop, wait_ready
 from tests.fakes.okx_server import FakeOkx
 from tests.fakes.slack_requests import signed_headers, slash_command
 from tests.fakes.slack_server import FakeSlack
@@ -211,13 +211,14 @@ def test_socket_mode_app_token_slack_rejects_is_a_config_error(
 def test_slack_unreachable_retries_one_line_each_and_stops_on_a_signal(
         mode: str, env: dict[str, str], tmp_path: Path,
         running: list[subprocess.Popen[str]]) -> None:
-    unreachable = {**env, "SLACK_API_URL": f"http://127.0.0.1:{free_port()}/api/"}
-    if mode == "socket":
-        unreachable["SLACK_APP_TOKEN"] = "xapp-test-app-token"
-    process = bot_process([], unreachable, tmp_path)
-    running.append(process)
-    output = Lines(process)
-    output.wait_for("could not reach Slack", count=2)
+    with refused_port() as port:
+        unreachable = {**env, "SLACK_API_URL": f"http://127.0.0.1:{port}/api/"}
+        if mode == "socket":
+            unreachable["SLACK_APP_TOKEN"] = "xapp-test-app-token"
+        process = bot_process([], unreachable, tmp_path)
+        running.append(process)
+        output = Lines(process)
+        output.wait_for("could not reach Slack", count=2)
     if mode == "http":  # bound, but not ready
         assert httpx.get(f"http://127.0.0.1:{env['PORT']}/healthz").status_code == 503
     process.send_signal(signal.SIGINT)
