@@ -34,12 +34,15 @@ from bot.policy import GroupLookupError, Policy
 from bot.service import AutoRepay
 from bot.signature import SlackSignature
 from bot.store import Store
+from bot.worker import Worker
 from handlers.announce import Announcer
-from handlers.background import LeftOver, expire_forever, left_over, recover
+from handlers.background import expire_forever
+from handlers.work import JobRunner
 from okx import OkxClient
 
 log = logging.getLogger("bot")
 EXPIRY_SWEEP_SECONDS = 15.0
+SLACK_CALL_SECONDS = 10  # a hung Web API call fails after this, and its job is retried
 
 
 @dataclass
@@ -47,7 +50,7 @@ class Runtime:
     settings: Settings
     app: AsyncApp
     service: AutoRepay
-    announcer: Announcer
+    worker: Worker
     clients: dict[Account, OkxClient]
     inflight: Inflight
     missing: dict[Account, str] = field(default_factory=dict)
@@ -55,7 +58,6 @@ class Runtime:
     background: list[asyncio.Task[None]] = field(default_factory=list)
     retired: list[OkxClient] = field(default_factory=list)  # accounts OKX refused at start
     ready: bool = False
-    left: LeftOver | None = None
 
     def retire(self, account: Account, reason: str) -> None:
         """Make an account unavailable (its key was refused); the others keep working."""
@@ -72,35 +74,29 @@ class Runtime:
     async def start(self, sweep_every: float | None = EXPIRY_SWEEP_SECONDS) -> None:
         # One session for every Web API call: no new connection per message.
         self.app.client.session = aiohttp.ClientSession()
-        left = self.left or await self.take_stock()
-        self.background.append(asyncio.create_task(self._recover(left)))
+        if self.lock is not None:  # this process alone uses the database: whatever a
+            await self.service.store.jobs.release_all()  # dead one had leased is due now
+        self.worker.start()
         if sweep_every:
             self.background.append(asyncio.create_task(
-                expire_forever(self.service, self.announcer, sweep_every)))
+                expire_forever(self.service, sweep_every)))
         self.ready = True
         log.info("ready mode=%s", "socket" if self.settings.socket_mode else "http")
-
-    async def take_stock(self) -> LeftOver:
-        """What a crash left half done. Read before any new work can come in (before
-        "ready", before Socket Mode connects): what comes after is new, not left over."""
-        self.left = await left_over(self.service)
-        return self.left
-
-    async def _recover(self, left: LeftOver) -> None:
-        async with self.inflight.track():
-            await recover(self.service, self.announcer, left)
 
     async def stop(self, drain_seconds: float = 30.0) -> None:
         """Take no new work, let work in flight finish (bounded), then close everything."""
         self.ready = False
-        if self.inflight.count:
-            log.info("draining: %d requests in flight", self.inflight.count)
+        started = time.monotonic()
+        if self.inflight.count or self.worker.busy:
+            log.info("draining: %d requests and %d jobs in flight", self.inflight.count,
+                     self.worker.busy)
         if not await self.inflight.drain(drain_seconds):
             log.warning("shutdown with %d requests still in flight", self.inflight.count)
         for task in self.background:
             task.cancel()
-        # A background task that died has been logged already; stopping goes on.
         await asyncio.gather(*self.background, return_exceptions=True)
+        # Jobs still running after the drain are put back: the next start runs them.
+        await self.worker.stop(max(0.0, drain_seconds - (time.monotonic() - started)))
         for client in [*self.clients.values(), *self.retired]:
             await client.aclose()
         if self.app.client.session is not None:
@@ -155,6 +151,7 @@ def bolt_app(settings: Settings) -> AsyncApp:
                    request_verification_enabled=not settings.socket_mode)
     client = app.client
     client.base_url = settings.slack_api_url
+    client.timeout = SLACK_CALL_SECONDS
     client.retry_handlers.extend([AsyncRateLimitErrorRetryHandler(max_retry_count=2),
                                   AsyncServerErrorRetryHandler(max_retry_count=2)])
     return app
@@ -223,16 +220,17 @@ async def build(settings: Settings, environ: Mapping[str, str], *,
         store=store, policy=policy, clients=clients, missing=missing,
         rules=Rules(settings.approvals_required, settings.allow_self_approval),
         ttl=settings.approval_ttl, approval_channel=settings.approval_channel, clock=clock)
-    announcer = Announcer(client)
+    worker = Worker(store.jobs, JobRunner(service, Announcer(client)), clock=clock)
+    service.jobs_added = worker.wake
     inflight = Inflight()
-    handlers.register(app, service, announcer, inflight)
+    handlers.register(app, service, worker, inflight)
 
     @app.error
     async def unexpected(error: Exception, body: dict[str, Any]) -> None:
         log.error("unhandled error type=%s", body.get("type") or body.get("command"),
                   exc_info=error)
 
-    return Runtime(settings, app, service, announcer, clients, inflight, missing, lock)
+    return Runtime(settings, app, service, worker, clients, inflight, missing, lock)
 
 
 def http_app(runtime: Runtime, guard: ConnectionGuard, *,

@@ -4,6 +4,7 @@
        │                        └─────OKX refused/failed──▶ failed
        ├──deny──▶ denied
        ├──TTL passes──▶ expired
+       ├──a request for the opposite value is made──▶ superseded
        └──approval message could not be posted──▶ failed
 
 `decide()` is pure: given a request as stored and a click, it says what happens. The
@@ -25,11 +26,16 @@ class Status(StrEnum):
     EXPIRED = "expired"
     FAILED = "failed"
     DONE = "done"
+    SUPERSEDED = "superseded"
+
+
+OPEN = frozenset({Status.PENDING, Status.APPROVED})  # at most one per account
 
 
 NEXT: dict[Status, frozenset[Status]] = {
     # pending → failed: the approval message could not be posted
-    Status.PENDING: frozenset({Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.FAILED}),
+    Status.PENDING: frozenset({Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.FAILED,
+                               Status.SUPERSEDED}),
     Status.APPROVED: frozenset({Status.DONE, Status.FAILED}),
 }
 
@@ -57,6 +63,7 @@ class ChangeRequest:
     error_text: str = ""
     okx_uid: str = ""
     okx_label: str = ""
+    superseded_by: str = ""
 
     def moved_to(self, status: Status, **changes: object) -> ChangeRequest:
         if status not in NEXT.get(self.status, frozenset()):
@@ -116,6 +123,25 @@ def decide(request: ChangeRequest, user: str, approve: bool, now: float,
         return Outcome(Verdict.RECORDED, replace(request, approvers=approvers))
     return Outcome(Verdict.APPROVED,
                    request.moved_to(Status.APPROVED, approvers=approvers, decided_by=user))
+
+
+class Admission(StrEnum):
+    """What a new request meets in the account's open request, if any (SPEC §3.3)."""
+
+    FRESH = "fresh"  # nothing open: it goes up for approval
+    DUPLICATE = "duplicate"  # the same change is pending: point to it, store nothing
+    SUPERSEDES = "supersedes"  # the opposite is pending: it is superseded, this goes up
+    BUSY = "busy"  # a change is being applied: try again in a moment
+
+
+def admit(open_request: ChangeRequest | None, desired: bool) -> Admission:
+    if open_request is None:
+        return Admission.FRESH
+    if open_request.status is Status.APPROVED:
+        return Admission.BUSY
+    if open_request.desired == desired:
+        return Admission.DUPLICATE
+    return Admission.SUPERSEDES
 
 
 def expire(request: ChangeRequest, now: float) -> ChangeRequest | None:

@@ -146,7 +146,6 @@ async def serve_socket_mode(runtime: Runtime, stop: asyncio.Event) -> int:
     if code is not None:
         await runtime.stop(0)
         return code
-    await runtime.take_stock()  # Slack hands over events as soon as it is connected
     handler = GatedSocketModeHandler(runtime.app, runtime.settings.slack_app_token,
                                      runtime.inflight, url)
     try:

@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from bot.approvals import ChangeRequest, Outcome, Rules, Status
+from bot.approvals import Admission, ChangeRequest, Outcome, Rules, Status
 from bot.credentials import Account
+from bot.jobs import Job
 from bot.policy import Policy, Refusal
 from bot.store import Store
 from okx import AccountConfig, OkxClient, OkxError
@@ -64,10 +65,22 @@ NOT_SET_UP = "it isn't set up in the bot (no usable OKX API key); ask whoever ru
 class Requested:
     request: ChangeRequest
     config: AccountConfig
+    post_job: int  # the job that posts its approval message
+    superseded: ChangeRequest | None = None
+
+
+@dataclass(frozen=True)
+class AlreadyOpen:
+    """The account has an open request: the same change pending (`busy` False), or one
+    being applied (`busy` True). Nothing new was stored."""
+
+    request: ChangeRequest
+    busy: bool
 
 
 StatusResult = AccountState | Unavailable | Refusal
-RequestResult = Requested | NoChangeNeeded | NotApplicable | Unavailable | Refusal
+RequestResult = (Requested | AlreadyOpen | NoChangeNeeded | NotApplicable | Unavailable
+                 | Refusal)
 
 
 def new_request_id() -> str:
@@ -97,6 +110,7 @@ class AutoRepay:
         self._ttl = ttl
         self._approval_channel = approval_channel
         self._new_id = new_id
+        self.jobs_added: Callable[[], None] = lambda: None  # wakes the worker
 
     async def status(self, user: str, channel: str, account: Account) -> StatusResult:
         if refusal := await self.policy.may_view(user, channel):
@@ -123,22 +137,31 @@ class AutoRepay:
             status=Status.PENDING, created_at=now, expires_at=now + self._ttl,
             origin_channel=channel, approval_channel=self._approval_channel,
             okx_uid=config.uid, okx_label=config.label)
-        await self.store.add(request, now)
-        log.info("request stored id=%s requester=%s account=%s desired=%s",
-                 request.id, user, account, desired)
-        return Requested(request, config)
+        added = await self.store.add(request, now)
+        if added.admission in (Admission.DUPLICATE, Admission.BUSY):
+            log.info("request refused id=%s requester=%s account=%s: %s is open (%s)",
+                     request.id, user, account, added.request.id, added.admission)
+            return AlreadyOpen(added.request, added.admission is Admission.BUSY)
+        assert added.post_job is not None
+        self.jobs_added()
+        log.info("request stored id=%s requester=%s account=%s desired=%s%s",
+                 request.id, user, account, desired,
+                 f" supersedes={added.superseded.id}" if added.superseded else "")
+        return Requested(request, config, added.post_job, added.superseded)
 
-    async def posted(self, request: ChangeRequest, channel: str, ts: str) -> ChangeRequest:
-        await self.store.set_message(request.id, channel, ts, self.clock())
-        stored = await self.store.get(request.id)
-        assert stored is not None
-        return stored
+    async def posted(self, job: Job, channel: str, ts: str) -> None:
+        await self.store.posted(job, channel, ts, self.clock())
+        self.jobs_added()
 
-    async def abandon(self, request: ChangeRequest, reason: str) -> None:
-        """The approval could not be posted: the request must not stay pending unseen."""
+    async def abandon(self, job: Job, reason: str) -> None:
+        """The approval can't be posted: the request must not stay pending unseen."""
+        request = await self.store.get(job.request_id)
+        if request is None or request.status is not Status.PENDING:
+            return
         failed = request.moved_to(Status.FAILED, error_code=reason,
                                   error_text="the approval message could not be posted")
-        await self.store.abandon(failed, self.clock())
+        await self.store.abandon(failed, job, self.clock())
+        self.jobs_added()
         log.warning("approval not posted id=%s channel=%s reason=%s: invite the bot to that "
                     "channel, or set AUTOREPAY_APPROVAL_CHANNEL to one it can post in",
                     request.id, request.approval_channel, reason)
@@ -152,28 +175,31 @@ class AutoRepay:
             return Refusal("This request is not known to the bot (it may have been made "
                            "with another database).")
         log.info("click id=%s user=%s verdict=%s", request_id, user, outcome.verdict)
+        if outcome.changed:
+            self.jobs_added()
         return outcome
 
-    async def execute(self, request: ChangeRequest) -> ChangeRequest:
-        """Make the OKX call for an approved request and record the result (done/failed)."""
+    async def execute(self, request: ChangeRequest, job: Job) -> None:
+        """The okx_apply job: make the OKX call for an approved request, record the result
+        (done/failed) and the jobs that announce it, in one transaction.
+
+        A retry after a crash writes again: setting auto repay is idempotent.
+        """
+        if request.status is not Status.APPROVED:
+            return  # recorded by an earlier attempt that was cut off before its job closed
         final = await self._apply(request)
-        await self.store.finish(final, self.clock())
+        await self.store.finish(final, job, self.clock())
+        self.jobs_added()
         log.info("executed id=%s status=%s result=%s code=%s", final.id, final.status,
                  final.result, final.error_code or "-")
-        return final
 
     async def expire_due(self) -> list[ChangeRequest]:
-        return await self.store.expire_due(self.clock())
-
-    async def announced(self, request: ChangeRequest) -> None:
-        await self.store.mark_announced(request.id, self.clock())
-
-    async def interrupted(self) -> list[ChangeRequest]:
-        """Approved before a crash, OKX result never recorded: to be executed again.
-
-        Setting auto repay is idempotent, so running the same decision again is safe.
-        """
-        return await self.store.with_status(Status.APPROVED)
+        expired = await self.store.expire_due(self.clock())
+        if expired:
+            self.jobs_added()
+            for request in expired:
+                log.info("expired id=%s", request.id)
+        return expired
 
     async def _apply(self, request: ChangeRequest) -> ChangeRequest:
         client = self._clients.get(request.account)

@@ -6,11 +6,10 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.inflight import Inflight
 from bot.service import AutoRepay
+from bot.worker import Worker
 from handlers import actions, commands
-from handlers.announce import Announcer
 
 
-def register(app: AsyncApp, service: AutoRepay, announcer: Announcer,
-             inflight: Inflight) -> None:
-    commands.register(app, service, announcer, inflight)
-    actions.register(app, service, announcer, inflight)
+def register(app: AsyncApp, service: AutoRepay, worker: Worker, inflight: Inflight) -> None:
+    commands.register(app, service, worker, inflight)
+    actions.register(app, service, inflight)

@@ -1,57 +1,84 @@
-"""Putting a request's state into Slack: the approval message, its thread, the requester."""
+"""Putting a request's state into Slack: the approval message, its thread, the requester.
+
+Each method is one job's work (bot.jobs). It renders the request as stored when it
+runs, and lets every failure out: the worker retries it. What Slack will never accept
+becomes `Permanent`, so the job ends with its fallback instead (handlers.work).
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals import ChangeRequest, Status
-from bot.service import AutoRepay
+from bot.worker import Permanent
 from handlers import blocks
 
 log = logging.getLogger("handlers.announce")
+
+# Slack errors that no retry can mend: the bot can't post there (SPEC §7).
+PERMANENT = frozenset({"channel_not_found", "not_in_channel", "is_archived",
+                       "message_not_found", "cant_update_message", "edit_window_closed",
+                       "user_not_found", "cannot_dm_bot", "user_disabled"})
+METADATA_TYPE = "autorepay_approval"  # marks the bot's approval messages
 
 
 class Announcer:
     def __init__(self, client: AsyncWebClient) -> None:
         self._client = client
 
-    async def post_approval(self, request: ChangeRequest, current: bool | None) -> str:
+    async def post_approval(self, request: ChangeRequest) -> str:
         """Post the approval message; returns its ts."""
-        message = blocks.approval_request(request, current)
-        response = await self._client.chat_postMessage(
-            channel=request.approval_channel, **message.payload())
+        message = blocks.approval_request(request, not request.desired)
+        response = await slack(self._client.chat_postMessage(
+            channel=request.approval_channel, **message.payload(),
+            metadata={"event_type": METADATA_TYPE,
+                      "event_payload": {"request_id": request.id}}))
         return str(response["ts"])
 
-    async def progress(self, request: ChangeRequest) -> None:
-        """Show approvals so far (still pending) or that the OKX call is under way."""
+    async def find_approval(self, request: ChangeRequest) -> str | None:
+        """The ts of an approval message an interrupted attempt may have posted, or None.
+
+        Needs the history scopes; without them (or on any error) None, and the post is
+        made again: a second message is then possible, and harmless (see README).
+        """
+        try:
+            response = await self._client.conversations_history(
+                channel=request.approval_channel, oldest=f"{request.created_at - 1:.6f}",
+                include_all_metadata=True, limit=200)
+        except SlackApiError as exc:
+            log.warning("could not look for an earlier approval message id=%s error=%s",
+                        request.id, error(exc))
+            return None
+        for message in response.get("messages") or []:
+            metadata: dict[str, Any] = message.get("metadata") or {}
+            payload: dict[str, Any] = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == METADATA_TYPE and \
+                    payload.get("request_id") == request.id:
+                return str(message["ts"])
+        return None
+
+    async def update(self, request: ChangeRequest) -> None:
+        """The approval message as the request is now: approvals so far, "applying…",
+        or the final status without buttons."""
+        if not request.approval_ts:
+            return
         if request.status is Status.PENDING:
             message = blocks.approval_request(request, not request.desired)
         else:
             message = blocks.approval_closed(request)
-        try:
-            await self._update(request, message)
-        except SlackApiError as exc:  # cosmetic: the outcome will be announced anyway
-            log.warning("progress update failed id=%s error=%s", request.id, error(exc))
+        await slack(self._client.chat_update(channel=request.approval_channel,
+                                             ts=request.approval_ts, **message.payload()))
 
-    async def closed(self, request: ChangeRequest, *, resumed: bool = False) -> bool:
-        """Final state: update the approval message, reply in its thread, tell the requester.
-
-        True when the thread reply (the record people read) was posted.
-        """
-        try:
-            await self._update(request, blocks.approval_closed(request))
-            if request.approval_ts:
-                await self._client.chat_postMessage(
-                    channel=request.approval_channel, thread_ts=request.approval_ts,
-                    **blocks.thread_result(request, resumed=resumed).payload())
-        except SlackApiError as exc:
-            log.warning("announcing failed id=%s error=%s", request.id, error(exc))
-            return False
-        await self.tell_requester(request, blocks.requester_result(request))
-        return True
+    async def thread_reply(self, request: ChangeRequest, *, resumed: bool) -> None:
+        if not request.approval_ts:
+            return
+        await slack(self._client.chat_postMessage(
+            channel=request.approval_channel, thread_ts=request.approval_ts,
+            **blocks.thread_result(request, resumed=resumed).payload()))
 
     async def tell_requester(self, request: ChangeRequest, message: blocks.Message) -> None:
         """Ephemeral in the channel they asked from; a DM if the bot can't post there."""
@@ -61,28 +88,18 @@ class Announcer:
             return
         except SlackApiError as exc:
             log.info("ephemeral failed id=%s error=%s; sending a DM", request.id, error(exc))
-        try:
-            await self._client.chat_postMessage(channel=request.requester, **message.payload())
-        except SlackApiError as exc:
-            log.warning("could not tell requester id=%s error=%s", request.id, error(exc))
-
-    async def _update(self, request: ChangeRequest, message: blocks.Message) -> None:
-        if not request.approval_ts:
-            return
-        await self._client.chat_update(channel=request.approval_channel,
-                                       ts=request.approval_ts, **message.payload())
+        await slack(self._client.chat_postMessage(channel=request.requester,
+                                                  **message.payload()))
 
 
-async def report(service: AutoRepay, announcer: Announcer, request: ChangeRequest, *,
-                 resumed: bool = False) -> None:
-    """Announce a final state and remember that it was announced.
-
-    The request is read again first: a click can be decided while the approval message
-    is still being recorded, and the thread reply needs that message's ts.
-    """
-    request = await service.store.get(request.id) or request
-    if await announcer.closed(request, resumed=resumed):
-        await service.announced(request)
+async def slack(call: Any) -> Any:
+    """Await a Web API call; a permanent refusal becomes `Permanent`."""
+    try:
+        return await call
+    except SlackApiError as exc:
+        if error(exc) in PERMANENT:
+            raise Permanent(error(exc)) from None
+        raise
 
 
 def error(exc: SlackApiError) -> str:

@@ -183,6 +183,8 @@ def closing_line(request: ChangeRequest) -> str:
         Status.FAILED: f"{failure(request)} Approved by {names(request.approvers)}.",
         Status.DENIED: f":no_entry_sign: Denied by <@{request.decided_by}>.",
         Status.EXPIRED: ":zzz: Expired: nobody approved it in time.",
+        Status.SUPERSEDED: f":leftwards_arrow_with_hook: Superseded by `{request.superseded_by}`"
+                           " (a request for the opposite change).",
     }
     return lines.get(request.status, f"Status: {request.status}") + f" · `{request.id}`"
 
@@ -253,6 +255,44 @@ SLACK_POST_PROBLEMS = {
     "channel_not_found": "that channel does not exist or the bot can't see it",
     "is_archived": "that channel is archived",
 }
+
+
+def posted_late(request: ChangeRequest) -> Message:
+    """The approval message is up after all (the command's reply said it wasn't yet)."""
+    return Message(f"{tag(request.account)}Slack took it after all: "
+                   + request_note(request).text)
+
+
+def not_posted_yet(request: ChangeRequest) -> Message:
+    return Message(
+        f"{tag(request.account)}Your request `{request.id}` to switch auto repay "
+        f"*{onoff(request.desired)}* on the {account_name(request.account)} is stored, but "
+        "Slack hasn't taken its approval message yet. The bot keeps trying and will tell "
+        "you when it is up.")
+
+
+def superseded(request: ChangeRequest) -> Message:
+    return Message(
+        f"{tag(request.account)}Your request `{request.id}` to switch auto repay "
+        f"*{onoff(request.desired)}* on the {account_name(request.account)} was superseded "
+        f"by `{request.superseded_by}`, a request for the opposite change. Its buttons no "
+        "longer do anything.")
+
+
+def duplicate(request: ChangeRequest) -> Message:
+    link = message_link(request.approval_channel, request.approval_ts)
+    where = f" (<{link}|open it>)" if request.approval_ts else ""
+    return Message(
+        f"{tag(request.account)}The same change is already waiting for approval: request "
+        f"`{request.id}` by <@{request.requester}> to switch auto repay "
+        f"*{onoff(request.desired)}* on the {account_name(request.account)}{where}. "
+        "No second request was made.")
+
+
+def busy(request: ChangeRequest) -> Message:
+    return Message(
+        f"{tag(request.account)}A change is being applied to the "
+        f"{account_name(request.account)} (`{request.id}`); try again in a moment.")
 
 
 def approval_not_posted(request: ChangeRequest, error: str) -> Message:

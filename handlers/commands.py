@@ -6,28 +6,32 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
-from slack_sdk.errors import SlackApiError
 
-from bot.approvals import ChangeRequest, Status
+from bot.approvals import Status
 from bot.inflight import Inflight
 from bot.policy import Refusal
 from bot.service import (
     AccountState,
+    AlreadyOpen,
     AutoRepay,
     NoChangeNeeded,
     NotApplicable,
     Requested,
     Unavailable,
 )
+from bot.worker import Worker
 from handlers import blocks
-from handlers.announce import Announcer, error, report
 from handlers.parsing import Action, Command, UsageError, parse
 
 log = logging.getLogger("handlers.commands")
 
 
-def register(app: AsyncApp, service: AutoRepay, announcer: Announcer,
-             inflight: Inflight) -> None:
+# How long a command's reply waits for the first try to post its approval message. A
+# slower Slack gets "not posted yet", and the requester is told later, by a job.
+POST_WAIT_SECONDS = 5.0
+
+
+def register(app: AsyncApp, service: AutoRepay, worker: Worker, inflight: Inflight) -> None:
     async def autorepay(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         try:
             command = parse(str(body.get("text") or ""))
@@ -40,45 +44,49 @@ def register(app: AsyncApp, service: AutoRepay, announcer: Announcer,
         await ack(**blocks.working_payload(command.account), response_type="ephemeral")
         user, channel = str(body.get("user_id", "")), str(body.get("channel_id", ""))
         async with inflight.track():
-            reply = await run(command, user, channel, service, announcer)
+            reply = await run(command, user, channel, service, worker)
             await respond(**reply.payload(), response_type="ephemeral", replace_original=False)
 
     app.command("/autorepay")(autorepay)
 
 
 async def run(command: Command, user: str, channel: str, service: AutoRepay,
-              announcer: Announcer) -> blocks.Message:
+              worker: Worker) -> blocks.Message:
     if command.action is Action.STATUS:
         state = await service.status(user, channel, command.account)
         return render(state)
     result = await service.request_change(user, channel, command.account, command.desired)
     if not isinstance(result, Requested):
         return render(result)
-    return await put_up_for_approval(result.request, result.config.auto_repay, service,
-                                     announcer)
+    return await posting_note(result, service, worker)
 
 
-async def put_up_for_approval(request: ChangeRequest, current: bool | None,
-                              service: AutoRepay, announcer: Announcer) -> blocks.Message:
-    """Post the approval message for a stored request; the note for the requester."""
-    try:
-        ts = await announcer.post_approval(request, current)
-    except SlackApiError as exc:
-        await service.abandon(request, f"slack:{error(exc)}")
-        return blocks.approval_not_posted(request, error(exc))
-    request = await service.posted(request, request.approval_channel, ts)
-    # Expired while the message was being posted. (A click may also have come in by now:
-    # approved or denied, that click announces its own outcome.)
-    if request.status is Status.EXPIRED:
-        await report(service, announcer, request)
-    return blocks.request_note(request)
+async def posting_note(result: Requested, service: AutoRepay, worker: Worker
+                       ) -> blocks.Message:
+    """Wait (bounded) for the first try at posting the approval message; say how it went.
+    If it isn't up yet, the job is marked so that its requester is told when it is."""
+    if not await worker.attempted(result.post_job, POST_WAIT_SECONDS) and \
+            await service.store.jobs.tell_requester_later(result.post_job):
+        return blocks.not_posted_yet(result.request)
+    request = await service.store.get(result.request.id) or result.request
+    if request.approval_ts:
+        return blocks.request_note(request)
+    if request.status is Status.FAILED:
+        return blocks.approval_not_posted(request, request.error_code.removeprefix("slack:"))
+    if request.status is not Status.PENDING:  # expired or superseded before it was posted
+        return blocks.requester_result(request)
+    # The first try failed; the job tries again, and tells the requester how it went.
+    return blocks.not_posted_yet(request)
 
 
-def render(result: AccountState | NoChangeNeeded | NotApplicable | Unavailable | Refusal
-           ) -> blocks.Message:
+def render(result: AccountState | AlreadyOpen | NoChangeNeeded | NotApplicable | Unavailable
+           | Refusal) -> blocks.Message:
     match result:
         case AccountState():
             return blocks.status(result)
+        case AlreadyOpen():
+            return blocks.busy(result.request) if result.busy else \
+                blocks.duplicate(result.request)
         case NoChangeNeeded() | NotApplicable():
             return blocks.no_change(result)
         case Unavailable():

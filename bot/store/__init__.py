@@ -26,13 +26,33 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 from bot import approvals
-from bot.approvals import ChangeRequest, Outcome, Rules, Status
+from bot.approvals import Admission, ChangeRequest, Outcome, Rules, Status, Verdict
 from bot.credentials import Account
+from bot.jobs import ANNOUNCE, Job, Kind, Note
+from bot.store.jobtable import JobTable, close, enqueue, owes_requester
 from bot.store.schema import audit, decisions, requests
+from bot.store.schema import jobs as jobs_table
 
+# The jobs each kind of decision causes (SPEC §7), stored in the decision's transaction.
+CAUSES: dict[Verdict, tuple[Kind, ...]] = {
+    Verdict.APPROVED: (Kind.APPLY, Kind.UPDATE),  # the OKX write; "applying…" meanwhile
+    Verdict.RECORDED: (Kind.UPDATE,),  # approvals so far
+    Verdict.DENIED: ANNOUNCE,
+    Verdict.EXPIRED: ANNOUNCE,
+}
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE = "autorepay_write"  # execution option: False for read-only transactions
 SQLITE_BUSY_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Added:
+    """What `Store.add` did with a new request."""
+
+    admission: Admission
+    request: ChangeRequest  # the new request; for DUPLICATE and BUSY, the open one
+    post_job: int | None = None  # the job that posts its approval message
+    superseded: ChangeRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +122,7 @@ class Store:
         self._engine = engine
         self._reader = engine.execution_options(**{WRITE: False})
         self._sqlite = engine.dialect.name == "sqlite"
+        self.jobs = JobTable(self._transaction, self._reading, skip_locked=not self._sqlite)
 
     @classmethod
     async def open(cls, where: Path | str) -> Store:
@@ -129,8 +150,26 @@ class Store:
             yield db
 
     # --- requests -----------------------------------------------------------
-    async def add(self, request: ChangeRequest, now: float) -> None:
+    async def add(self, request: ChangeRequest, now: float) -> Added:
+        """Store a new request and the job that posts it, unless the account already has
+        an open request (SPEC §3.3): then point to it, supersede it, or refuse."""
         async with self._transaction() as db:
+            current = await self._open_request(db, request.account, now)
+            admission = approvals.admit(current, request.desired)
+            if admission in (Admission.DUPLICATE, Admission.BUSY):
+                assert current is not None
+                await self._audit(db, now, f"refused:{admission}", request.requester,
+                                  current.id, account=request.account.value,
+                                  desired=request.desired)
+                return Added(admission, current)
+            superseded = None
+            if current is not None:
+                superseded = current.moved_to(Status.SUPERSEDED, superseded_by=request.id)
+                await self._set_status(db, superseded, now)
+                await enqueue(db, now, current.id, Kind.UPDATE, Kind.TELL,
+                              note=Note.SUPERSEDED)
+                await self._audit(db, now, "superseded", request.requester, current.id,
+                                  by=request.id)
             await db.execute(requests.insert().values(
                 id=request.id, requester=request.requester, account=request.account.value,
                 desired=int(request.desired), status=request.status.value,
@@ -140,17 +179,38 @@ class Store:
                 okx_label=request.okx_label, updated_at=now))
             await self._audit(db, now, "requested", request.requester, request.id,
                               account=request.account.value, desired=request.desired)
+            await enqueue(db, now, request.id, Kind.POST)
+            post_job = (await db.execute(sa.select(sa.func.max(jobs_table.c.id)).where(
+                jobs_table.c.request_id == request.id))).scalar_one()
+            return Added(admission, request, int(post_job), superseded)
+
+    async def _open_request(self, db: AsyncConnection, account: Account,
+                            now: float) -> ChangeRequest | None:
+        """The account's open request; one past its TTL is expired here first."""
+        request_id = (await db.execute(sa.select(requests.c.id).where(
+            requests.c.account == account.value,
+            requests.c.status.in_([s.value for s in approvals.OPEN]))
+            .order_by(requests.c.created_at.desc()).limit(1))).scalar()
+        request = await self._load(db, request_id, lock=True) if request_id else None
+        if request is not None and (expired := approvals.expire(request, now)) is not None:
+            await self._expire(db, expired, now)
+            return None
+        return request
 
     async def get(self, request_id: str) -> ChangeRequest | None:
         async with self._reading() as db:
             return await self._load(db, request_id)
 
-    async def set_message(self, request_id: str, channel: str, ts: str, now: float) -> None:
+    async def posted(self, job: Job, channel: str, ts: str, now: float) -> None:
+        """The approval message is up: record where, and close its job."""
         async with self._transaction() as db:
-            await db.execute(requests.update().where(requests.c.id == request_id)
+            await db.execute(requests.update().where(requests.c.id == job.request_id)
                              .values(approval_channel=channel, approval_ts=ts, updated_at=now))
-            await self._audit(db, now, "approval_posted", "", request_id, channel=channel,
-                              ts=ts)
+            await self._audit(db, now, "approval_posted", "", job.request_id,
+                              channel=channel, ts=ts)
+            owed = await owes_requester(db, job)
+            if await close(db, job, now) and owed:
+                await enqueue(db, now, job.request_id, Kind.TELL, note=Note.POSTED)
 
     async def decide(self, request_id: str, user: str, approve: bool, now: float,
                      rules: Rules) -> Outcome | None:
@@ -162,33 +222,49 @@ class Store:
             outcome = approvals.decide(request, user, approve, now, rules)
             if outcome.changed:
                 await self._save_outcome(db, request, outcome, user, approve, now)
+                await enqueue(db, now, request_id, *CAUSES[outcome.verdict],
+                              notes={Kind.TELL: Note.RESULT})
             else:
                 await self._audit(db, now, f"click_refused:{outcome.verdict}", user,
                                   request_id)
             return outcome
 
-    async def finish(self, request: ChangeRequest, now: float) -> bool:
-        """Record the OKX result of an approved request; False if it was finished already."""
-        return await self._close(request, now, Status.APPROVED)
-
-    async def abandon(self, request: ChangeRequest, now: float) -> bool:
-        """A pending request whose approval message could not be posted."""
-        return await self._close(request, now, Status.PENDING)
-
-    async def _close(self, request: ChangeRequest, now: float, expected: Status) -> bool:
+    async def finish(self, request: ChangeRequest, job: Job, now: float) -> bool:
+        """Record the OKX result of an approved request, close its job and add the jobs
+        that announce it; False if it was finished already."""
         async with self._transaction() as db:
-            result = await db.execute(
-                requests.update()
-                .where(requests.c.id == request.id, requests.c.status == expected.value)
-                .values(status=request.status.value,
-                        result=None if request.result is None else int(request.result),
-                        error_code=request.error_code, error_text=request.error_text,
-                        okx_uid=request.okx_uid, okx_label=request.okx_label,
-                        updated_at=now))
-            if result.rowcount:
-                await self._audit(db, now, f"okx_{request.status}", "", request.id,
-                                  result=request.result, code=request.error_code)
-            return bool(result.rowcount)
+            closed = await self._close(db, request, now, Status.APPROVED)
+            if closed:  # (before the job closes: a request with open jobs is unannounced)
+                await enqueue(db, now, request.id, *ANNOUNCE, notes={
+                    Kind.TELL: Note.RESULT, Kind.THREAD: "resumed" if job.resumed else ""})
+            await close(db, job, now)
+            return closed
+
+    async def abandon(self, request: ChangeRequest, job: Job, now: float) -> bool:
+        """A pending request whose approval message can't be posted (the channel refuses
+        the bot): failed, and its requester told — by the command's reply on the first
+        attempt, by a job after a retry."""
+        async with self._transaction() as db:
+            closed = await self._close(db, request, now, Status.PENDING)
+            if closed and await owes_requester(db, job):
+                await enqueue(db, now, request.id, Kind.TELL, note=Note.NOT_POSTED)
+            await close(db, job, now, request.error_code)
+            return closed
+
+    async def _close(self, db: AsyncConnection, request: ChangeRequest, now: float,
+                     expected: Status) -> bool:
+        result = await db.execute(
+            requests.update()
+            .where(requests.c.id == request.id, requests.c.status == expected.value)
+            .values(status=request.status.value,
+                    result=None if request.result is None else int(request.result),
+                    error_code=request.error_code, error_text=request.error_text,
+                    okx_uid=request.okx_uid, okx_label=request.okx_label,
+                    updated_at=now))
+        if result.rowcount:
+            await self._audit(db, now, f"okx_{request.status}", "", request.id,
+                              result=request.result, code=request.error_code)
+        return bool(result.rowcount)
 
     async def expire_due(self, now: float) -> list[ChangeRequest]:
         """Move every pending request past its TTL to expired; returns those moved."""
@@ -202,30 +278,22 @@ class Store:
                 request = await self._load(db, request_id)
                 moved = approvals.expire(request, now) if request else None
                 if moved is not None:
-                    await self._set_status(db, moved, now)
-                    await self._audit(db, now, "expired", "", moved.id)
+                    await self._expire(db, moved, now)
                     expired.append(moved)
             return expired
+
+    async def _expire(self, db: AsyncConnection, expired: ChangeRequest, now: float) -> None:
+        await self._set_status(db, expired, now)
+        await self._audit(db, now, "expired", "", expired.id)
+        await enqueue(db, now, expired.id, *ANNOUNCE, notes={Kind.TELL: Note.RESULT})
 
     async def with_status(self, status: Status) -> list[ChangeRequest]:
         return await self._select(requests.c.status == status.value)
 
     async def unannounced(self) -> list[ChangeRequest]:
-        """Decided requests whose outcome never made it into Slack (crash, Slack down)."""
-        return await self._select(
-            requests.c.status.not_in([Status.PENDING.value, Status.APPROVED.value]),
-            requests.c.announced == 0)
-
-    async def unposted(self) -> list[ChangeRequest]:
-        """Pending requests whose approval message was never posted (crash)."""
-        return await self._select(requests.c.status == Status.PENDING.value,
-                                  requests.c.approval_ts == "")
-
-    async def mark_announced(self, request_id: str, now: float) -> None:
-        async with self._transaction() as db:
-            await db.execute(requests.update().where(requests.c.id == request_id)
-                             .values(announced=1, updated_at=now))
-            await self._audit(db, now, "announced", "", request_id)
+        """Decided requests whose announcements have not all been made yet."""
+        return await self._select(requests.c.status.not_in([s.value for s in approvals.OPEN]),
+                                  requests.c.announced == 0)
 
     async def _select(self, *where: sa.ColumnElement[bool]) -> list[ChangeRequest]:
         async with self._reading() as db:
@@ -268,7 +336,7 @@ class Store:
     async def _set_status(db: AsyncConnection, request: ChangeRequest, now: float) -> None:
         await db.execute(requests.update().where(requests.c.id == request.id)
                          .values(status=request.status.value, decided_by=request.decided_by,
-                                 updated_at=now))
+                                 superseded_by=request.superseded_by, updated_at=now))
 
     @staticmethod
     async def _audit(db: AsyncConnection, now: float, event: str, actor: str,
@@ -298,4 +366,4 @@ class Store:
             approval_ts=row.approval_ts, approvers=approvers, decided_by=row.decided_by,
             result=None if row.result is None else bool(row.result),
             error_code=row.error_code, error_text=row.error_text,
-            okx_uid=row.okx_uid, okx_label=row.okx_label)
+            okx_uid=row.okx_uid, okx_label=row.okx_label, superseded_by=row.superseded_by)

@@ -27,9 +27,17 @@ requests = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     # The final state has been put into Slack (message, thread, requester).
     sa.Column("announced", sa.Integer, nullable=False, server_default=sa.text("0")),
+    # The request that took this one's place (status "superseded").
+    sa.Column("superseded_by", sa.Text, nullable=False, server_default=""),
     sa.CheckConstraint("account IN ('live', 'demo')"),
 )
 sa.Index("requests_by_status", requests.c.status, requests.c.expires_at)
+# One open request per account (SPEC §3.3): the store checks first and says why; this
+# index makes a race between two processes fail instead of leaving two open requests.
+OPEN_STATUSES = ("pending", "approved")
+sa.Index("one_open_request_per_account", requests.c.account, unique=True,
+         sqlite_where=requests.c.status.in_(OPEN_STATUSES),
+         postgresql_where=requests.c.status.in_(OPEN_STATUSES))
 
 decisions = sa.Table(
     "decisions", metadata,
@@ -49,3 +57,25 @@ audit = sa.Table(
     sa.Column("detail", sa.Text, nullable=False, server_default="{}"),
     sqlite_autoincrement=True,
 )
+
+# Every side effect of a decision (SPEC §7): written in the transaction of the decision,
+# run by bot.worker. `lease_until` > now: a worker is running it; `done_at` set: finished
+# (`error` says why when it ended without doing its work).
+jobs = sa.Table(
+    "jobs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.Text, sa.ForeignKey("requests.id"), nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("due_at", sa.Float, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("lease_until", sa.Float, nullable=False, server_default=sa.text("0")),
+    sa.Column("owner", sa.Text, nullable=False, server_default=""),
+    sa.Column("done_at", sa.Float),
+    sa.Column("error", sa.Text, nullable=False, server_default=""),
+    sqlite_autoincrement=True,
+)
+sa.Index("open_jobs", jobs.c.due_at, sqlite_where=jobs.c.done_at.is_(None),
+         postgresql_where=jobs.c.done_at.is_(None))
+sa.Index("jobs_by_request", jobs.c.request_id)

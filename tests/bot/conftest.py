@@ -27,7 +27,6 @@ from bot.config import Settings
 from bot.connections import ConnectionGuard
 from bot.http_server import BODY_SECONDS, HEADER_SECONDS, HttpServer
 from bot.store import Store
-from handlers.background import expire_now
 from handlers.blocks import APPROVE
 from okx import RetryPolicy
 from tests.fakes.loopback import LoopbackServer
@@ -60,10 +59,19 @@ SECRETS = [SIGNING_SECRET, "xoxb-test-bot-token", "xapp-test-app-token",
 
 
 class WallClock:
-    """The bot's wall clock; tests move it forward to expire requests."""
+    """The bot's wall clock: real time, plus however far a test has moved it forward (to
+    expire requests). It keeps running, so retries the worker schedules come due."""
 
     def __init__(self) -> None:
-        self.now = time.time()
+        self.offset = 0.0
+
+    @property
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.offset = value - time.time()
 
     def __call__(self) -> float:
         return self.now
@@ -208,10 +216,18 @@ class Harness:
         return self.slack.wait_for(  # type: ignore[no-any-return]
             lambda: (r := self.slack.thread(ts)) and len(r) >= count and r)
 
+    def until(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Poll the bot's own state (its store) until `condition()` is truthy."""
+        deadline = time.monotonic() + timeout
+        while not (result := condition()):
+            assert time.monotonic() < deadline, "timed out waiting for the bot"
+            time.sleep(0.01)  # the bot's work runs on its own loop; nothing to wait on
+        return result
+
     def expire(self, seconds: float) -> None:
         self.clock.now += seconds
         assert self.server is not None
-        self.server.call(expire_now(self.runtime.service, self.runtime.announcer))
+        self.server.call(self.runtime.service.expire_due())
 
 
 @dataclass

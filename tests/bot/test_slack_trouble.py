@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from bot.approvals import ChangeRequest, Status
 from bot.store import Store
 from handlers.blocks import APPROVE
-from tests.bot.conftest import ALICE, APPROVALS, BOB, Harness, live
+from tests.bot.conftest import ALICE, APPROVALS, BOB, Harness
 
 
 def test_rate_limited_post_is_retried_after_retry_after(bot: Harness) -> None:
@@ -36,19 +35,25 @@ def test_unusable_approvals_channel_is_explained_and_nothing_stays_pending(
     assert failed.requester == ALICE and failed.error_code == f"slack:{error}"
 
 
-def test_thread_reply_failure_does_not_lose_the_outcome(bot: Harness) -> None:
+def test_thread_reply_failure_is_retried_until_slack_takes_it(bot: Harness) -> None:
+    bot.command("on").followup()
+    bot.slack.fail("chat.postMessage", "fatal_error", times=3)  # the thread reply, 3 times
+    bot.click(BOB, APPROVE)
+    assert "now *ON*" in bot.thread_replies()[0]["text"]  # tries after 0.5, 1 and 2 s
+    assert bot.okx.codes() == ["0"]  # announcing again is not executing again
+    bot.until(lambda: bot.store.unannounced() == [])
+
+
+def test_thread_reply_refused_for_good_ends_its_job_and_the_rest_still_say_it(
+        bot: Harness) -> None:
     bot.command("on").followup()
     bot.slack.fail("chat.postMessage", "channel_not_found")  # the thread reply
     bot.click(BOB, APPROVE)
-    bot.slack.wait_for(lambda: [c for c in bot.slack.calls
-                                if c.method == "chat.postMessage" and "thread_ts" in c.args])
-    bot.stop()  # lets the click finish
-    assert live(bot.okx).auto_repay is True
-    [unannounced] = asyncio.run(unannounced_in(bot.settings.db_path))
-    assert unannounced.status is Status.DONE  # announced again at the next start
-    bot.start()
-    assert "Resumed after a restart" in bot.thread_replies()[0]["text"]
-    assert bot.okx.codes() == ["0"]  # announcing again is not executing again
+    told = bot.slack.wait_for(lambda: bot.slack.called("chat.postEphemeral"))
+    assert "Done" in told[-1].args["text"]
+    bot.until(lambda: bot.store.unannounced() == [])  # every job has ended
+    assert bot.slack.thread(bot.approval_message()[0]) == []
+    assert len([c for c in bot.slack.calls if "thread_ts" in c.args]) == 1  # no retry
 
 
 def test_requester_unreachable_in_channel_gets_a_dm(bot: Harness) -> None:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from bot.approvals import ChangeRequest, Rules, Status, Verdict
 from bot.credentials import Account
+from bot.jobs import Kind
 from bot.store import Store, make_engine
 
 
@@ -37,7 +38,8 @@ def pragma(database: Path, name: str) -> object:
 async def test_round_trip_and_reopen(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "a.db")
     await store.add(request(), now=1.0)
-    await store.set_message("ar-1", "CAPPR", "123.456", now=2.0)
+    [post] = await store.jobs.claim(1.5, "me", 15.0, 10)
+    await store.posted(post, "CAPPR", "123.456", now=2.0)
     await store.aclose()
     reopened = await Store.open(tmp_path / "a.db")  # migrations run again: nothing breaks
     loaded = await reopened.get("ar-1")
@@ -93,8 +95,9 @@ async def test_finish_only_once(store: Store) -> None:
     outcome = await store.decide("ar-1", "UBOB", True, 5.0, Rules())
     assert outcome is not None
     done = outcome.request.moved_to(Status.DONE, result=True)
-    assert await store.finish(done, now=6.0) is True
-    assert await store.finish(done, now=7.0) is False
+    [apply] = await store.jobs.claim(5.5, "me", 15.0, 10, [Kind.APPLY])
+    assert await store.finish(done, apply, now=6.0) is True
+    assert await store.finish(done, apply, now=7.0) is False
     stored = await store.get("ar-1")
     assert stored is not None and stored.status is Status.DONE and stored.result is True
 
@@ -246,4 +249,4 @@ async def test_migrations_are_recorded_by_alembic(tmp_path: Path) -> None:
         versions = (await db.execute(sa.text("SELECT version_num FROM alembic_version"))
                     ).scalars().all()
     await engine.dispose()
-    assert versions == ["0002"]
+    assert versions == ["0003"]

@@ -41,7 +41,9 @@ class Story:
 def story(bot: Harness) -> Story:
     ts, _ = bot.approval_message()
     thread = bot.thread_replies()[0]["text"]
-    updates = [c for c in bot.slack.called("chat.update") if c.args.get("ts") == ts]
+    updates = bot.slack.wait_for(lambda: (u := [
+        c for c in bot.slack.called("chat.update") if c.args.get("ts") == ts]) and
+        "applying" not in str(u[-1].args["blocks"]) and u)
     notes = bot.slack.wait_for(lambda: [c for c in bot.slack.called("chat.postEphemeral")
                                         if c.args.get("user") == ALICE])
     return Story(thread, str(updates[-1].args["blocks"]), notes[-1].args["text"])

@@ -1,0 +1,181 @@
+"""The job table: enqueue (inside a decision's transaction), claim under a lease, renew,
+finish, retry. SQL for both SQLite and PostgreSQL through SQLAlchemy Core.
+
+Claiming is one write transaction: pick due jobs whose lease has run out (on PostgreSQL
+`FOR UPDATE SKIP LOCKED`, so replicas never pick the same row), then stamp them with this
+worker's owner id, `lease_until` and one more attempt. Every later change to a claimed
+job is conditional on the owner, so a worker whose lease ran out can't finish a job
+another worker has taken over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.jobs import Job, Kind
+from bot.store.schema import OPEN_STATUSES, jobs, requests
+
+Transaction = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+
+
+async def enqueue(db: AsyncConnection, now: float, request_id: str, *kinds: Kind,
+                  note: str = "", notes: dict[Kind, str] | None = None) -> None:
+    """Add jobs for a request, due now, in the caller's transaction."""
+    await db.execute(jobs.insert(), [
+        {"request_id": request_id, "kind": kind.value,
+         "note": (notes or {}).get(kind, note), "created_at": now, "due_at": now}
+        for kind in kinds])
+
+
+NEVER_WAIT_FOR_POST = (Kind.POST.value, Kind.APPLY.value)  # the OKX job waits for no Slack job
+TELL_LATER = "tell"  # note on an approval post: tell the requester how it ended
+INTERRUPTED = "interrupted"  # its process died while running it
+STOPPED = "stopped"  # its process was shut down while running it
+
+
+async def owes_requester(db: AsyncConnection, job: Job) -> bool:
+    """Whether ending this approval post must send its requester a note: after a retry
+    (the command's reply was about an earlier try), or when the reply gave up waiting."""
+    note = (await db.execute(sa.select(jobs.c.note).where(jobs.c.id == job.id))).scalar()
+    return job.is_retry or note == TELL_LATER
+
+
+async def close(db: AsyncConnection, job: Job, now: float, error: str = "") -> bool:
+    """Mark a claimed job finished (in the caller's transaction); False when it is not
+    this worker's any more. A request in a final state whose last job this was is
+    marked announced."""
+    result = await db.execute(
+        jobs.update().where(jobs.c.id == job.id, jobs.c.owner == job.owner,
+                            jobs.c.done_at.is_(None))
+        .values(done_at=now, lease_until=0, error=error[:500]))
+    if not result.rowcount:
+        return False
+    still_open = sa.exists().where(jobs.c.request_id == job.request_id,
+                                   jobs.c.done_at.is_(None))
+    await db.execute(requests.update().where(
+        requests.c.id == job.request_id, requests.c.status.not_in(OPEN_STATUSES),
+        requests.c.announced == 0, ~still_open).values(announced=1))
+    return True
+
+
+@dataclass(frozen=True)
+class JobState:
+    kind: Kind
+    attempts: int
+    running: bool
+    done: bool
+
+
+class JobTable:
+    def __init__(self, transaction: Transaction, reading: Transaction, *,
+                 skip_locked: bool) -> None:
+        self._transaction = transaction
+        self._reading = reading
+        self._skip_locked = skip_locked
+
+    async def claim(self, now: float, owner: str, lease: float, limit: int,
+                    kinds: Sequence[Kind] | None = None) -> list[Job]:
+        """Up to `limit` due jobs, now leased to `owner` until now + lease.
+
+        Jobs of one kind for one request run one at a time, oldest first (two message
+        updates can't overtake each other), and a request's Slack jobs wait until its
+        approval message is posted."""
+        other = jobs.alias("other")
+        post_open = sa.exists().where(other.c.request_id == jobs.c.request_id,
+                                      other.c.kind == Kind.POST.value,
+                                      other.c.done_at.is_(None))
+        earlier_open = sa.exists().where(other.c.request_id == jobs.c.request_id,
+                                         other.c.kind == jobs.c.kind,
+                                         other.c.done_at.is_(None), other.c.id < jobs.c.id)
+        query = (sa.select(jobs.c.id, jobs.c.lease_until, jobs.c.error).where(
+            jobs.c.done_at.is_(None), jobs.c.due_at <= now, jobs.c.lease_until <= now,
+            sa.or_(jobs.c.kind.in_(NEVER_WAIT_FOR_POST), ~post_open), ~earlier_open)
+            .order_by(jobs.c.due_at, jobs.c.id).limit(limit))
+        if kinds is not None:
+            query = query.where(jobs.c.kind.in_([kind.value for kind in kinds]))
+        if self._skip_locked:
+            query = query.with_for_update(skip_locked=True, of=jobs)
+        async with self._transaction() as db:
+            picked = (await db.execute(query)).all()
+            if not picked:
+                return []
+            ids = [row.id for row in picked]
+            cut_off = {row.id for row in picked
+                       if row.lease_until > 0 or row.error in (INTERRUPTED, STOPPED)}
+            await db.execute(jobs.update().where(jobs.c.id.in_(ids)).values(
+                lease_until=now + lease, owner=owner, attempts=jobs.c.attempts + 1))
+            rows = (await db.execute(sa.select(jobs).where(jobs.c.id.in_(ids))
+                                     .order_by(jobs.c.due_at, jobs.c.id))).all()
+        return [Job(row.id, row.request_id, Kind(row.kind), row.note, row.attempts,
+                    row.owner, row.id in cut_off) for row in rows]
+
+    async def renew(self, claimed: Sequence[Job], until: float) -> None:
+        """Extend the leases of jobs still running here."""
+        if not claimed:
+            return
+        async with self._transaction() as db:
+            for owner in {job.owner for job in claimed}:
+                await db.execute(jobs.update().where(
+                    jobs.c.id.in_([job.id for job in claimed if job.owner == owner]),
+                    jobs.c.owner == owner, jobs.c.done_at.is_(None))
+                    .values(lease_until=until))
+
+    async def done(self, job: Job, now: float, error: str = "") -> bool:
+        async with self._transaction() as db:
+            return await close(db, job, now, error)
+
+    async def retry(self, job: Job, due_at: float, error: str) -> None:
+        """Put a job back, due again at `due_at` (its lease given up)."""
+        async with self._transaction() as db:
+            await db.execute(jobs.update().where(
+                jobs.c.id == job.id, jobs.c.owner == job.owner, jobs.c.done_at.is_(None))
+                .values(due_at=due_at, lease_until=0, error=error[:500]))
+
+    async def release_all(self) -> int:
+        """Give up every lease: only for a store no other process uses (SQLite, locked),
+        at start-up, so a job a killed process was running is due at once."""
+        async with self._transaction() as db:
+            result = await db.execute(jobs.update().where(
+                jobs.c.done_at.is_(None), jobs.c.lease_until > 0)
+                .values(lease_until=0, error=INTERRUPTED))
+            return int(result.rowcount)
+
+    async def tell_requester_later(self, job_id: int) -> bool:
+        """Mark an approval post whose requester could not be told how it went (the
+        command's reply gave up waiting): when it ends, a note goes to them. False if
+        it has ended already."""
+        async with self._transaction() as db:
+            result = await db.execute(jobs.update().where(
+                jobs.c.id == job_id, jobs.c.done_at.is_(None)).values(note=TELL_LATER))
+            return bool(result.rowcount)
+
+    async def next_due(self) -> float | None:
+        """When the earliest open job is due (or its lease runs out)."""
+        async with self._reading() as db:
+            claimable = sa.case((jobs.c.lease_until > jobs.c.due_at, jobs.c.lease_until),
+                                else_=jobs.c.due_at)
+            value = (await db.execute(sa.select(sa.func.min(claimable))
+                                      .where(jobs.c.done_at.is_(None)))).scalar()
+        return None if value is None else float(value)
+
+    async def state(self, job_id: int) -> JobState | None:
+        async with self._reading() as db:
+            row = (await db.execute(sa.select(jobs).where(jobs.c.id == job_id))).first()
+        if row is None:
+            return None
+        return JobState(Kind(row.kind), row.attempts, row.lease_until > 0,
+                        row.done_at is not None)
+
+    async def open_jobs(self, request_id: str | None = None) -> list[Job]:
+        query = sa.select(jobs).where(jobs.c.done_at.is_(None)).order_by(jobs.c.id)
+        if request_id is not None:
+            query = query.where(jobs.c.request_id == request_id)
+        async with self._reading() as db:
+            rows = (await db.execute(query)).all()
+        return [Job(row.id, row.request_id, Kind(row.kind), row.note, row.attempts,
+                    row.owner) for row in rows]

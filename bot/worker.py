@@ -1,0 +1,194 @@
+"""The job worker: claims due jobs, runs each in its own task, retries failures.
+
+- A job is claimed under a lease (`lease` seconds, renewed every third of it while the
+  job runs), so a job whose process died is taken up again once its lease runs out;
+  with one process on SQLite, leases are given up at start-up instead.
+- Any exception from a job puts it back, due after `retry_delay(attempts)` (0.5 s
+  doubling to at most 10 s), with one log line. `Permanent` ends it: the runner's
+  fallback has said what it could.
+- Each job runs in its own task, up to `concurrency` at a time, so an OKX write never
+  queues behind a Slack call that hangs.
+- The loop itself never dies: an error while claiming is logged and tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.jobs import Job, Kind, retry_delay
+from bot.store.jobtable import STOPPED, JobTable
+
+log = logging.getLogger("bot.worker")
+
+LEASE_SECONDS = 15.0
+IDLE_POLL_SECONDS = 1.0  # jobs another process added, leases that ran out
+SLACK_JOB_SECONDS = 30.0  # a hung Slack call gives its slot back after this
+
+
+class Permanent(Exception):
+    """The job can never succeed (a permanent Slack error): end it, don't retry."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"Slack answered {code}")
+        self.code = code
+
+
+Runner = Callable[[Job], Awaitable[None]]
+
+
+class Worker:
+    def __init__(self, table: JobTable, run: Runner, *,
+                 clock: Callable[[], float] = time.time, lease: float = LEASE_SECONDS,
+                 concurrency: int = 32, idle_poll: float = IDLE_POLL_SECONDS) -> None:
+        self._table = table
+        self._run = run
+        self._clock = clock
+        self._lease = lease
+        self._concurrency = concurrency
+        self._idle_poll = idle_poll
+        self.owner = secrets.token_hex(6)
+        self._wake = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+
+    # --- life cycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        self._loops = [asyncio.create_task(self._claim_forever()),
+                       asyncio.create_task(self._keep_leases())]
+
+    async def stop(self, drain: float) -> None:
+        """Claim nothing more; let running jobs finish for up to `drain` seconds, then
+        cancel them (their leases are given up, so a restart runs them at once)."""
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        tasks = [task for _, task in self._running.values()]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=drain)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    def wake(self) -> None:
+        """New jobs are due: claim them now instead of at the next poll."""
+        self._wake.set()
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    async def attempted(self, job_id: int, timeout: float) -> bool:
+        """Wait until the job's first attempt has ended (done, or put back for a retry);
+        False if `timeout` passed first. Works whichever process ran it."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            state = await self._table.state(job_id)
+            if state is None or state.done or (state.attempts and not state.running):
+                return True
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._finished.wait(), min(left, self._idle_poll / 4))
+
+    # --- the loops ----------------------------------------------------------------------
+    async def _claim_forever(self) -> None:
+        while True:
+            try:
+                await self._claim()
+                await self._idle()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job worker: the job table could not be read; trying again")
+                await asyncio.sleep(self._idle_poll)
+
+    async def _claim(self) -> None:
+        free = self._concurrency - len(self._running)
+        if free <= 0:
+            return
+        self._wake.clear()
+        for job in await self._table.claim(self._clock(), self.owner, self._lease, free):
+            task = asyncio.create_task(self._attempt(job), name=f"job-{job.id}")
+            self._running[job.id] = (job, task)
+
+    async def _idle(self) -> None:
+        """Until woken, or the next job is due, or the poll interval has passed."""
+        if self._wake.is_set():
+            return
+        timeout = self._idle_poll
+        next_due = await self._table.next_due()
+        if next_due is not None:
+            timeout = max(0.0, min(timeout, next_due - self._clock()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                await self._table.renew([job for job, _ in self._running.values()],
+                                        self._clock() + self._lease)
+            except Exception:
+                log.exception("job worker: leases could not be renewed; trying again")
+
+    # --- one attempt --------------------------------------------------------------------
+    async def _attempt(self, job: Job) -> None:
+        try:
+            await self._run_bounded(job)
+            await self._table.done(job, self._clock())
+        except Permanent as exc:
+            log.warning("job ended without its work id=%s kind=%s request=%s: %s",
+                        job.id, job.kind, job.request_id, exc)
+            await self._table.done(job, self._clock(), str(exc))
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._table.retry(job, self._clock(), STOPPED))
+            raise
+        except Exception as exc:
+            await self._put_back(job, exc)
+        finally:
+            self._running.pop(job.id, None)
+            self._wake.set()
+            self._finished.set()
+            self._finished = asyncio.Event()
+
+    async def _run_bounded(self, job: Job) -> None:
+        if job.kind is Kind.APPLY:  # bounded by the OKX client's own deadline
+            await self._run(job)
+            return
+        try:
+            await asyncio.wait_for(self._run(job), SLACK_JOB_SECONDS)
+        except TimeoutError:
+            raise TimeoutError(f"no answer within {SLACK_JOB_SECONDS:.0f} s") from None
+
+    async def _put_back(self, job: Job, exc: Exception) -> None:
+        delay = retry_delay(job.attempts)
+        log.warning("job failed id=%s kind=%s request=%s attempt=%d: %s; next try in %.1f s",
+                    job.id, job.kind, job.request_id, job.attempts, describe(exc), delay,
+                    exc_info=not expected(exc))
+        try:
+            await self._table.retry(job, self._clock() + delay, describe(exc))
+        except Exception:
+            log.exception("job id=%s could not be put back; its lease will run out", job.id)
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, SlackApiError):
+        return f"Slack answered {exc.response.get('error', 'an error')}"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def expected(exc: BaseException) -> bool:
+    """Failures of the outside world (a line is enough); anything else gets a traceback."""
+    return isinstance(exc, SlackClientError | aiohttp.ClientError | TimeoutError | OSError)

@@ -1,0 +1,71 @@
+"""What each job does (bot.jobs), and what happens when Slack will never take it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from bot.approvals import ChangeRequest, Status
+from bot.jobs import Job, Kind, Note
+from bot.service import AutoRepay
+from bot.worker import Permanent
+from handlers import blocks
+from handlers.announce import Announcer
+
+log = logging.getLogger("handlers.work")
+
+NOTES: dict[str, Callable[[ChangeRequest], blocks.Message]] = {
+    Note.RESULT: blocks.requester_result,
+    Note.POSTED: blocks.posted_late,
+    Note.SUPERSEDED: blocks.superseded,
+}
+
+
+class JobRunner:
+    def __init__(self, service: AutoRepay, announcer: Announcer) -> None:
+        self._service = service
+        self._announcer = announcer
+
+    async def __call__(self, job: Job) -> None:
+        request = await self._service.store.get(job.request_id)
+        if request is None:
+            raise Permanent("no_such_request")
+        try:
+            match job.kind:
+                case Kind.APPLY:
+                    await self._service.execute(request, job)
+                case Kind.POST:
+                    await self._post(job)
+                case Kind.UPDATE:
+                    await self._announcer.update(request)
+                case Kind.THREAD:
+                    resumed = job.note == "resumed" or job.resumed
+                    await self._announcer.thread_reply(request, resumed=resumed)
+                case Kind.TELL:
+                    await self._announcer.tell_requester(request, self._note(job, request))
+        except Permanent as exc:
+            await self._fallback(job, exc)
+            raise
+
+    async def _post(self, job: Job) -> None:
+        request = await self._service.store.get(job.request_id)
+        assert request is not None
+        if request.status is not Status.PENDING or request.approval_ts:
+            return  # superseded or expired before it could be posted: nothing to ask
+        ts = await self._announcer.find_approval(request) if job.is_retry else None
+        if ts is None:
+            ts = await self._announcer.post_approval(request)
+        await self._service.posted(job, request.approval_channel, ts)
+
+    def _note(self, job: Job, request: ChangeRequest) -> blocks.Message:
+        if job.note == Note.NOT_POSTED:
+            return blocks.approval_not_posted(request, request.error_code.removeprefix("slack:"))
+        return NOTES.get(job.note, blocks.requester_result)(request)
+
+    async def _fallback(self, job: Job, exc: Permanent) -> None:
+        """The documented fallbacks for what Slack refuses for good (README)."""
+        if job.kind is Kind.POST:
+            await self._service.abandon(job, f"slack:{exc.code}")
+        elif job.kind is Kind.THREAD:
+            log.warning("thread reply not posted request=%s: %s; the message update and the "
+                        "note to the requester still say it", job.request_id, exc)
