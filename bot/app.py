@@ -15,10 +15,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 import handlers
@@ -72,8 +69,10 @@ class Runtime:
         return await to_aiohttp_response(response)
 
     async def start(self, sweep_every: float | None = EXPIRY_SWEEP_SECONDS) -> None:
-        # One session for every Web API call: no new connection per message.
-        self.app.client.session = aiohttp.ClientSession()
+        # One session for every Web API call: no new connection per message. slack_sdk
+        # applies its own timeout only to sessions it makes, so this one carries it.
+        self.app.client.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.app.client.timeout))
         if self.lock is not None:  # this process alone uses the database: whatever a
             await self.service.store.jobs.release_all()  # dead one had leased is due now
         self.worker.start()
@@ -152,8 +151,10 @@ def bolt_app(settings: Settings) -> AsyncApp:
     client = app.client
     client.base_url = settings.slack_api_url
     client.timeout = SLACK_CALL_SECONDS
-    client.retry_handlers.extend([AsyncRateLimitErrorRetryHandler(max_retry_count=2),
-                                  AsyncServerErrorRetryHandler(max_retry_count=2)])
+    # Only "rate limited" is retried inside a call: Slack did nothing then. A dropped
+    # connection or a 5xx may hide a message that was posted, so those failures go to
+    # the job, whose retry looks for the message before posting it again.
+    client.retry_handlers = [AsyncRateLimitErrorRetryHandler(max_retry_count=2)]
     return app
 
 

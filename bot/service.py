@@ -124,6 +124,8 @@ class AutoRepay:
         if refusal := await self.policy.may_request(user, channel):
             await self._refused(user, "request", refusal, account=account.value, desired=desired)
             return refusal
+        if applying := await self.store.applying(account):  # OKX's answer would be stale
+            return AlreadyOpen(applying, busy=True)
         config = await self._read(account)
         if isinstance(config, Unavailable):
             return config

@@ -56,6 +56,7 @@ class Worker:
         self._idle_poll = idle_poll
         self.owner = secrets.token_hex(6)
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
         self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
         self._loops: list[asyncio.Task[None]] = []
@@ -67,8 +68,14 @@ class Worker:
 
     async def stop(self, drain: float) -> None:
         """Claim nothing more; let running jobs finish for up to `drain` seconds, then
-        cancel them (their leases are given up, so a restart runs them at once)."""
-        for loop in self._loops:
+        cancel them (their leases are given up, so a restart runs them at once).
+
+        The loops are asked to end, not cancelled: a transaction cut off half way could
+        keep SQLite's write lock until its connection is collected."""
+        self._stopping.set()
+        self._wake.set()
+        _, stuck = await asyncio.wait(self._loops, timeout=5.0) if self._loops else ((), ())
+        for loop in stuck:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         tasks = [task for _, task in self._running.values()]
@@ -86,13 +93,13 @@ class Worker:
     def busy(self) -> int:
         return len(self._running)
 
-    async def attempted(self, job_id: int, timeout: float) -> bool:
-        """Wait until the job's first attempt has ended (done, or put back for a retry);
-        False if `timeout` passed first. Works whichever process ran it."""
+    async def settled(self, job_id: int, timeout: float) -> bool:
+        """Wait until the job has ended (with its retries); False if `timeout` passed
+        first. Works whichever process runs it."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             state = await self._table.state(job_id)
-            if state is None or state.done or (state.attempts and not state.running):
+            if state is None or state.done:
                 return True
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
@@ -102,19 +109,18 @@ class Worker:
 
     # --- the loops ----------------------------------------------------------------------
     async def _claim_forever(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self._claim()
                 await self._idle()
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("job worker: the job table could not be read; trying again")
-                await asyncio.sleep(self._idle_poll)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._idle_poll)
 
     async def _claim(self) -> None:
         free = self._concurrency - len(self._running)
-        if free <= 0:
+        if free <= 0 or self._stopping.is_set():
             return
         self._wake.clear()
         for job in await self._table.claim(self._clock(), self.owner, self._lease, free):
@@ -134,7 +140,10 @@ class Worker:
 
     async def _keep_leases(self) -> None:
         while True:
-            await asyncio.sleep(self._lease / 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._lease / 3)
+            if self._stopping.is_set():
+                return
             try:
                 await self._table.renew([job for job, _ in self._running.values()],
                                         self._clock() + self._lease)

@@ -24,6 +24,7 @@ PERMANENT = frozenset({"channel_not_found", "not_in_channel", "is_archived",
                        "message_not_found", "cant_update_message", "edit_window_closed",
                        "user_not_found", "cannot_dm_bot", "user_disabled"})
 METADATA_TYPE = "autorepay_approval"  # marks the bot's approval messages
+CLOCK_SKEW_SECONDS = 300  # look back this much before the request, for a host's clock
 
 
 class Announcer:
@@ -46,8 +47,9 @@ class Announcer:
         made again: a second message is then possible, and harmless (see README).
         """
         try:
+            since = request.created_at - CLOCK_SKEW_SECONDS
             response = await self._client.conversations_history(
-                channel=request.approval_channel, oldest=f"{request.created_at - 1:.6f}",
+                channel=request.approval_channel, oldest=f"{since:.6f}",
                 include_all_metadata=True, limit=200)
         except SlackApiError as exc:
             log.warning("could not look for an earlier approval message id=%s error=%s",

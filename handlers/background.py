@@ -14,7 +14,8 @@ log = logging.getLogger("handlers.background")
 async def expire_forever(service: AutoRepay, interval: float) -> None:
     while True:
         try:
-            await service.expire_due()
+            # Shielded: a stop never cuts a transaction (and SQLite's lock) in half.
+            await asyncio.shield(service.expire_due())
         except asyncio.CancelledError:
             raise
         except Exception:

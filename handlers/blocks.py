@@ -291,7 +291,7 @@ def duplicate(request: ChangeRequest) -> Message:
 
 def busy(request: ChangeRequest) -> Message:
     return Message(
-        f"{tag(request.account)}A change is being applied to the "
+        f"{tag(request.account)}Not now: a change is being applied to the "
         f"{account_name(request.account)} (`{request.id}`); try again in a moment.")
 
 

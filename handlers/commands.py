@@ -26,8 +26,8 @@ from handlers.parsing import Action, Command, UsageError, parse
 log = logging.getLogger("handlers.commands")
 
 
-# How long a command's reply waits for the first try to post its approval message. A
-# slower Slack gets "not posted yet", and the requester is told later, by a job.
+# How long a command's reply waits for its approval message to be posted (retries
+# included). Past that it says "not posted yet", and the job tells the requester later.
 POST_WAIT_SECONDS = 5.0
 
 
@@ -63,9 +63,9 @@ async def run(command: Command, user: str, channel: str, service: AutoRepay,
 
 async def posting_note(result: Requested, service: AutoRepay, worker: Worker
                        ) -> blocks.Message:
-    """Wait (bounded) for the first try at posting the approval message; say how it went.
-    If it isn't up yet, the job is marked so that its requester is told when it is."""
-    if not await worker.attempted(result.post_job, POST_WAIT_SECONDS) and \
+    """Wait (bounded) until the approval message is posted, retries included, and say
+    how it went. If it isn't up in time, its job will tell the requester when it is."""
+    if not await worker.settled(result.post_job, POST_WAIT_SECONDS) and \
             await service.store.jobs.tell_requester_later(result.post_job):
         return blocks.not_posted_yet(result.request)
     request = await service.store.get(result.request.id) or result.request
@@ -73,10 +73,7 @@ async def posting_note(result: Requested, service: AutoRepay, worker: Worker
         return blocks.request_note(request)
     if request.status is Status.FAILED:
         return blocks.approval_not_posted(request, request.error_code.removeprefix("slack:"))
-    if request.status is not Status.PENDING:  # expired or superseded before it was posted
-        return blocks.requester_result(request)
-    # The first try failed; the job tries again, and tells the requester how it went.
-    return blocks.not_posted_yet(request)
+    return blocks.requester_result(request)  # expired or superseded before it was posted
 
 
 def render(result: AccountState | AlreadyOpen | NoChangeNeeded | NotApplicable | Unavailable

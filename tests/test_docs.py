@@ -59,6 +59,7 @@ def test_manifest_asks_only_for_the_scopes_the_code_uses() -> None:
     manifest = (ROOT / "app.yaml").read_text()
     block = manifest.split("bot:\n", 1)[1].split("settings:", 1)[0]
     scopes = set(re.findall(r"^\s+- ([a-z:.]+)\s*$", block, re.M))
-    assert scopes == {"commands", "chat:write", "usergroups:read"}
+    assert scopes == {"commands", "chat:write", "usergroups:read", "channels:history",
+                      "groups:history"}
     assert "command: /autorepay" in manifest and "usage_hint:" in manifest
     assert "socket_mode_enabled: true" in manifest and "is_enabled: true" in manifest

@@ -184,6 +184,14 @@ class Store:
                 jobs_table.c.request_id == request.id))).scalar_one()
             return Added(admission, request, int(post_job), superseded)
 
+    async def applying(self, account: Account) -> ChangeRequest | None:
+        """The account's approved request whose change is being applied, if any."""
+        async with self._reading() as db:
+            request_id = (await db.execute(sa.select(requests.c.id).where(
+                requests.c.account == account.value,
+                requests.c.status == Status.APPROVED.value))).scalar()
+            return await self._load(db, request_id) if request_id else None
+
     async def _open_request(self, db: AsyncConnection, account: Account,
                             now: float) -> ChangeRequest | None:
         """The account's open request; one past its TTL is expired here first."""

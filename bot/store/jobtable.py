@@ -39,10 +39,11 @@ STOPPED = "stopped"  # its process was shut down while running it
 
 
 async def owes_requester(db: AsyncConnection, job: Job) -> bool:
-    """Whether ending this approval post must send its requester a note: after a retry
-    (the command's reply was about an earlier try), or when the reply gave up waiting."""
+    """Whether ending this approval post must send its requester a note: when the
+    command's reply gave up waiting for it, or when it resumed after a crash (the reply
+    died with its process)."""
     note = (await db.execute(sa.select(jobs.c.note).where(jobs.c.id == job.id))).scalar()
-    return job.is_retry or note == TELL_LATER
+    return job.resumed or note == TELL_LATER
 
 
 async def close(db: AsyncConnection, job: Job, now: float, error: str = "") -> bool:

@@ -83,8 +83,11 @@ class BotServer(LoopbackServer):
 
     def __init__(self, make_runtime: Callable[[], Awaitable[Runtime]], *,
                  max_connections: int = 256, header_seconds: float = HEADER_SECONDS,
-                 body_seconds: float = BODY_SECONDS) -> None:
+                 body_seconds: float = BODY_SECONDS, sweep_every: float | None = None,
+                 slack_timeout: float | None = None) -> None:
         super().__init__()
+        self.sweep_every = sweep_every  # None: tests sweep expiry themselves
+        self.slack_timeout = slack_timeout  # seconds before a hung Slack call fails
         self._make_runtime = make_runtime
         self._runtime: Runtime | None = None
         self.guard = ConnectionGuard(max_connections=max_connections,
@@ -99,7 +102,9 @@ class BotServer(LoopbackServer):
 
     def build_app(self) -> web.Application:
         async def start(_: web.Application) -> None:
-            await self.runtime.start(sweep_every=None)  # tests sweep expiry themselves
+            if self.slack_timeout is not None:
+                self.runtime.app.client.timeout = int(self.slack_timeout)
+            await self.runtime.start(sweep_every=self.sweep_every)
 
         async def stop(_: web.Application) -> None:
             await self.runtime.stop()

@@ -154,3 +154,27 @@ def test_crash_before_the_approval_message_was_posted(
     finally:
         stop(second.process)
     assert audit(tmp_path / "autorepay.db").count("requested") == 1
+
+
+def test_crash_after_slack_posted_but_before_the_bot_recorded_it_posts_once(
+        first_bot: Bot, slack: FakeSlack, okx: FakeOkx, tmp_path: Path) -> None:
+    slack.lose_answer("chat.postMessage")  # posted; the answer never reaches the bot
+    slack.stall("conversations.history")  # and its retry is looking for it when killed
+    first_bot.post(slash_command("on", ALICE, OPS, slack.response_url("cmd")))
+    slack.wait_for(lambda: slack.stalled("conversations.history"))
+    first_bot.kill()
+    slack.unstall()
+    second = first_bot.restart()
+    try:
+        told = slack.wait_for(lambda: [c for c in slack.called("chat.postEphemeral")
+                                       if "waiting for approval" in c.args["text"]])
+        assert told[0].args["user"] == ALICE
+        assert len(slack.history[APPROVALS]) == 1  # found the first, posted no second
+        ts = slack.history[APPROVALS][0]["ts"]
+        click = block_action(BOB, APPROVALS, ts, slack.posted(APPROVALS)[0], APPROVE,
+                             slack.response_url("click"))
+        assert second.post(form_payload(click)).status_code == 200
+        assert "now *ON*" in slack.wait_for(lambda: slack.thread(ts))[0]["text"]
+    finally:
+        stop(second.process)
+    assert okx.codes() == ["0"]

@@ -58,6 +58,8 @@ class FakeSlack(LoopbackServer):
         self._stalls: list[tuple[str, Callable[[dict[str, Any]], bool]]] = []
         self._holds: dict[str, asyncio.Event] = {}
         self._drops: dict[str, int] = {}
+        self._lost: dict[str, int] = {}
+        self.history: dict[str, list[dict[str, Any]]] = {}  # channel → top-level messages
         self._ts = itertools.count(1)
         self._sockets: list[web.WebSocketResponse] = []
 
@@ -82,6 +84,13 @@ class FakeSlack(LoopbackServer):
     def unstall(self) -> None:
         self._stalls.clear()
 
+    def heal(self) -> None:
+        """Slack is well again: no more failures, drops, lost answers or stalls."""
+        self._failures.clear()
+        self._drops.clear()
+        self._lost.clear()
+        self._stalls.clear()
+
     def hold(self, method: str) -> None:
         """Calls to `method` wait unanswered until release(), then are answered as usual:
         lets a test line up concurrent callers behind one slow call."""
@@ -95,6 +104,11 @@ class FakeSlack(LoopbackServer):
     def drop(self, method: str, times: int = 1) -> None:
         """The next `times` calls to `method` get their connection closed, no answer."""
         self._drops[method] = self._drops.get(method, 0) + times
+
+    def lose_answer(self, method: str, times: int = 1) -> None:
+        """The next `times` calls to `method` take effect (a message is posted), but the
+        connection closes before the answer: the caller can't know it worked."""
+        self._lost[method] = self._lost.get(method, 0) + times
 
     def called(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method and not call.stalled]
@@ -178,6 +192,11 @@ class FakeSlack(LoopbackServer):
         else:
             call.answer = {"ok": True, **self._answer(method, args)}
         self._record(call, self.calls)
+        if self._lost.get(method):
+            self._lost[method] -= 1
+            assert request.transport is not None
+            request.transport.abort()
+            raise asyncio.CancelledError  # done, but the answer never leaves
         return web.json_response(call.answer, status=status, headers=headers)
 
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -186,8 +205,19 @@ class FakeSlack(LoopbackServer):
                     "user": "autorepay", "team": "Test", "url": "https://test.slack.com/"}
         if method == "chat.postMessage":
             ts = f"{1_700_000_000 + next(self._ts)}.000100"
-            return {"channel": args.get("channel"), "ts": ts,
-                    "message": {"text": args.get("text"), "ts": ts}}
+            message = {"type": "message", "text": args.get("text"), "ts": ts,
+                       "bot_id": "B0BOT0001", "user": BOT_USER}
+            if "thread_ts" not in args:
+                stored = {**message, "metadata": args.get("metadata")}
+                self.history.setdefault(str(args.get("channel")), []).append(stored)
+            return {"channel": args.get("channel"), "ts": ts, "message": message}
+        if method == "conversations.history":
+            # Slack's order: newest first. (This stand-in's ts are not real times, so
+            # `oldest` is not applied.) Metadata only when asked for.
+            messages = list(reversed(self.history.get(str(args.get("channel")), [])))
+            if args.get("include_all_metadata") not in ("1", "true", True, 1):
+                messages = [{k: v for k, v in m.items() if k != "metadata"} for m in messages]
+            return {"messages": messages, "has_more": False}
         if method == "chat.update":
             return {"channel": args.get("channel"), "ts": args.get("ts")}
         if method == "chat.postEphemeral":
