@@ -129,3 +129,15 @@ def test_approval_channel_refusing_on_a_retry_ends_the_request(bot: Harness) -> 
     assert "could not be put up" in text and "not_in_channel" in text
     assert bot.store.with_status(Status.PENDING) == []
     bot.until(lambda: bot.store.unannounced() == [])
+
+
+def test_a_request_that_could_not_be_posted_is_not_announced_again_at_restart(
+        bot: Harness) -> None:
+    bot.slack.fail("chat.postMessage", "not_in_channel")
+    assert "could not be put up" in bot.command("on").followup()
+    bot.until(lambda: bot.store.unannounced() == [])
+    said = len(bot.slack.calls)
+    bot.restart()
+    bot.command("status").followup()  # the restarted bot is up and has found its jobs
+    assert all(c.method not in ("chat.postEphemeral", "chat.postMessage")
+               for c in bot.slack.calls[said:])

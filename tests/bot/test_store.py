@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -250,3 +251,55 @@ async def test_migrations_are_recorded_by_alembic(tmp_path: Path) -> None:
                     ).scalars().all()
     await engine.dispose()
     assert versions == ["0003"]
+
+
+async def test_a_database_from_the_previous_version_gets_the_jobs_its_recovery_would_do(
+        tmp_path: Path) -> None:
+    """Version 0002 finished interrupted work by a start-up recovery; 0003 turns what it
+    would have done into jobs, and supersedes all but the newest open request."""
+    old = tmp_path / "old.db"
+    engine = make_engine(old)
+    async with engine.begin() as db:
+        await db.run_sync(lambda sync: upgrade_to(sync, "0002"))
+        rows = [  # id, account, status, created, approval ts, announced
+            ("ar-apply", "live", "approved", 1.0, "1.1", 0),
+            ("ar-older", "demo", "pending", 2.0, "2.2", 0),
+            ("ar-post", "demo", "pending", 3.0, "", 0),
+            ("ar-tell", "live", "denied", 0.5, "0.6", 0),
+            ("ar-told", "live", "done", 0.2, "0.3", 1),
+        ]
+        for request_id, account, status, at, ts, announced in rows:
+            await db.execute(sa.text(
+                "INSERT INTO requests (id, requester, account, desired, status, created_at,"
+                " expires_at, origin_channel, approval_channel, approval_ts, updated_at,"
+                " announced) VALUES (:id, 'UALICE', :account, 1, :status, :at, 901.0,"
+                " 'COPS', 'CAPPR', :ts, :at, :announced)"),
+                {"id": request_id, "account": account, "status": status, "at": at,
+                 "ts": ts, "announced": announced})
+    await engine.dispose()
+    store = await Store.open(old)
+    jobs = {(job.request_id, job.kind, job.note) for job in await store.jobs.open_jobs()}
+    assert jobs == {
+        ("ar-apply", Kind.APPLY, ""),
+        ("ar-post", Kind.POST, ""),
+        ("ar-older", Kind.UPDATE, ""), ("ar-older", Kind.TELL, "superseded"),
+        ("ar-tell", Kind.UPDATE, ""), ("ar-tell", Kind.THREAD, ""),
+        ("ar-tell", Kind.TELL, "result"),
+    }
+    older = await store.get("ar-older")
+    assert older is not None and older.status is Status.SUPERSEDED
+    assert older.superseded_by == "ar-post"
+    [post] = await store.jobs.claim(time.time() + 1, "me", 15.0, 10, [Kind.POST])
+    assert post.is_retry  # so it looks for a message the old version may have posted
+    await store.aclose()
+
+
+def upgrade_to(connection: sa.Connection, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from bot.store import MIGRATIONS
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
