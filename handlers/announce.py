@@ -23,6 +23,8 @@ log = logging.getLogger("handlers.announce")
 PERMANENT = frozenset({"channel_not_found", "not_in_channel", "is_archived",
                        "message_not_found", "cant_update_message", "edit_window_closed",
                        "user_not_found", "cannot_dm_bot", "user_disabled"})
+# An ephemeral note can't reach the requester there: they get a DM instead.
+NOT_THERE = PERMANENT | {"user_not_in_channel", "restricted_action"}
 METADATA_TYPE = "autorepay_approval"  # marks the bot's approval messages
 CLOCK_SKEW_SECONDS = 300  # look back this much before the request, for a host's clock
 
@@ -89,6 +91,8 @@ class Announcer:
                 channel=request.origin_channel, user=request.requester, **message.payload())
             return
         except SlackApiError as exc:
+            if error(exc) not in NOT_THERE:
+                raise  # Slack trouble, not the channel: the job tries the same again
             log.info("ephemeral failed id=%s error=%s; sending a DM", request.id, error(exc))
         await slack(self._client.chat_postMessage(channel=request.requester,
                                                   **message.payload()))

@@ -72,6 +72,20 @@ class JobState:
     done: bool
 
 
+def unblocked() -> list[sa.ColumnElement[bool]]:
+    """Open jobs that wait for no other job: jobs of one kind for one request run one at
+    a time, oldest first (two message updates can't overtake each other), and a
+    request's Slack jobs wait until its approval message is posted."""
+    other = jobs.alias("other")
+    post_open = sa.exists().where(other.c.request_id == jobs.c.request_id,
+                                  other.c.kind == Kind.POST.value, other.c.done_at.is_(None))
+    earlier_open = sa.exists().where(other.c.request_id == jobs.c.request_id,
+                                     other.c.kind == jobs.c.kind, other.c.done_at.is_(None),
+                                     other.c.id < jobs.c.id)
+    return [jobs.c.done_at.is_(None),
+            sa.or_(jobs.c.kind.in_(NEVER_WAIT_FOR_POST), ~post_open), ~earlier_open]
+
+
 class JobTable:
     def __init__(self, transaction: Transaction, reading: Transaction, *,
                  skip_locked: bool) -> None:
@@ -81,22 +95,10 @@ class JobTable:
 
     async def claim(self, now: float, owner: str, lease: float, limit: int,
                     kinds: Sequence[Kind] | None = None) -> list[Job]:
-        """Up to `limit` due jobs, now leased to `owner` until now + lease.
-
-        Jobs of one kind for one request run one at a time, oldest first (two message
-        updates can't overtake each other), and a request's Slack jobs wait until its
-        approval message is posted."""
-        other = jobs.alias("other")
-        post_open = sa.exists().where(other.c.request_id == jobs.c.request_id,
-                                      other.c.kind == Kind.POST.value,
-                                      other.c.done_at.is_(None))
-        earlier_open = sa.exists().where(other.c.request_id == jobs.c.request_id,
-                                         other.c.kind == jobs.c.kind,
-                                         other.c.done_at.is_(None), other.c.id < jobs.c.id)
-        query = (sa.select(jobs.c.id, jobs.c.lease_until, jobs.c.error).where(
-            jobs.c.done_at.is_(None), jobs.c.due_at <= now, jobs.c.lease_until <= now,
-            sa.or_(jobs.c.kind.in_(NEVER_WAIT_FOR_POST), ~post_open), ~earlier_open)
-            .order_by(jobs.c.due_at, jobs.c.id).limit(limit))
+        """Up to `limit` due, unblocked jobs, now leased to `owner` until now + lease."""
+        query = (sa.select(jobs.c.id, jobs.c.lease_until, jobs.c.error)
+                 .where(*unblocked(), jobs.c.due_at <= now, jobs.c.lease_until <= now)
+                 .order_by(jobs.c.due_at, jobs.c.id).limit(limit))
         if kinds is not None:
             query = query.where(jobs.c.kind.in_([kind.value for kind in kinds]))
         if self._skip_locked:
@@ -156,12 +158,13 @@ class JobTable:
             return bool(result.rowcount)
 
     async def next_due(self) -> float | None:
-        """When the earliest open job is due (or its lease runs out)."""
+        """When the earliest job that nothing blocks is due (or its lease runs out). A
+        blocked job is woken by the end of the job it waits for, not by its due time."""
+        claimable_at = sa.case((jobs.c.lease_until > jobs.c.due_at, jobs.c.lease_until),
+                               else_=jobs.c.due_at)
         async with self._reading() as db:
-            claimable = sa.case((jobs.c.lease_until > jobs.c.due_at, jobs.c.lease_until),
-                                else_=jobs.c.due_at)
-            value = (await db.execute(sa.select(sa.func.min(claimable))
-                                      .where(jobs.c.done_at.is_(None)))).scalar()
+            value = (await db.execute(sa.select(sa.func.min(claimable_at))
+                                      .where(*unblocked()))).scalar()
         return None if value is None else float(value)
 
     async def state(self, job_id: int) -> JobState | None:

@@ -1,0 +1,64 @@
+"""The job table's claiming rules, on the store itself."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.approvals import ChangeRequest, Rules, Status
+from bot.credentials import Account
+from bot.jobs import Kind
+from bot.store import Store
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(tmp_path / "a.db")
+    yield opened
+    await opened.aclose()
+
+
+def request(request_id: str = "ar-1") -> ChangeRequest:
+    return ChangeRequest(id=request_id, requester="UALICE", account=Account.LIVE, desired=True,
+                         status=Status.PENDING, created_at=1.0, expires_at=901.0,
+                         origin_channel="COPS", approval_channel="CAPPR")
+
+
+async def test_jobs_waiting_for_the_approval_post_do_not_make_the_worker_spin(
+        store: Store) -> None:
+    """Seen in review: a due thread reply behind a post retried in 10 s made next_due lie
+    in the past, and the worker loop claimed nothing, without pause."""
+    await store.add(request(), now=1.0)
+    [post] = await store.jobs.claim(1.0, "w1", 15.0, 10)
+    await store.jobs.retry(post, 1000.0, "Slack down")
+    await store.expire_due(901.0)  # announcement jobs, due at once, wait for the post
+    assert await store.jobs.claim(902.0, "w1", 15.0, 10) == []
+    assert await store.jobs.next_due() == 1000.0
+
+
+async def test_two_workers_never_hold_the_same_job(store: Store) -> None:
+    await store.add(request(), now=1.0)
+    first = await store.jobs.claim(1.0, "w1", 15.0, 10)
+    assert [job.kind for job in first] == [Kind.POST]
+    assert await store.jobs.claim(1.0, "w2", 15.0, 10) == []
+    [again] = await store.jobs.claim(16.0, "w2", 15.0, 10)  # the lease ran out
+    assert again.id == first[0].id and again.attempts == 2 and again.resumed
+    assert not await store.jobs.done(first[0], 17.0)  # no longer w1's to finish
+    assert await store.jobs.done(again, 17.0)
+
+
+async def test_message_updates_of_one_request_run_one_at_a_time_in_order(
+        store: Store) -> None:
+    await store.add(request(), now=1.0)
+    [post] = await store.jobs.claim(1.0, "w1", 15.0, 10)
+    await store.posted(post, "CAPPR", "1.1", 2.0)
+    await store.decide("ar-1", "UBOB", True, 3.0, Rules(approvals_required=3))
+    await store.decide("ar-1", "UCAROL", True, 3.0, Rules(approvals_required=3))
+    claimed = await store.jobs.claim(4.0, "w1", 15.0, 10)
+    assert [job.kind for job in claimed] == [Kind.UPDATE]  # the second waits
+    assert await store.jobs.claim(4.0, "w2", 15.0, 10) == []
+    await store.jobs.done(claimed[0], 5.0)
+    [second] = await store.jobs.claim(5.0, "w2", 15.0, 10)
+    assert second.kind is Kind.UPDATE and second.id > claimed[0].id
