@@ -6,6 +6,7 @@ the thread that it resumed, and never records a second approval.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sqlite3
 import time
@@ -110,6 +111,17 @@ def until_stored(db: Path, status: str) -> None:
         time.sleep(0.02)  # another process writes it; nothing to wait on but the file
 
 
+def until_job_done(db: Path, kind: str) -> None:
+    deadline = time.monotonic() + 10
+    query = "SELECT count(*) FROM jobs WHERE kind = ? AND done_at IS NOT NULL"
+    while True:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            if conn.execute(query, (kind,)).fetchone()[0]:
+                return
+        assert time.monotonic() < deadline
+        time.sleep(0.02)  # another process writes it; nothing to wait on but the file
+
+
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 def test_sigkill_then_restart_finishes_the_same_decision(
         point: str, first_bot: Bot, slack: FakeSlack, okx: FakeOkx, tmp_path: Path) -> None:
@@ -178,3 +190,23 @@ def test_crash_after_slack_posted_but_before_the_bot_recorded_it_posts_once(
     finally:
         stop(second.process)
     assert okx.codes() == ["0"]
+
+
+def test_crash_while_telling_the_requester_repeats_only_that_note(
+        first_bot: Bot, slack: FakeSlack, okx: FakeOkx, tmp_path: Path) -> None:
+    slack.stall("chat.postEphemeral", lambda args: "Done" in str(args.get("text")))
+    ts, _ = request_and_click(first_bot)
+    slack.wait_for(lambda: slack.stalled("chat.postEphemeral"))
+    until_job_done(tmp_path / "autorepay.db", "thread_reply")
+    first_bot.kill()
+    slack.unstall()
+    second = first_bot.restart()
+    try:
+        told = slack.wait_for(lambda: [c for c in slack.called("chat.postEphemeral")
+                                       if "Done" in c.args["text"]])
+        assert told[0].args["user"] == ALICE
+    finally:
+        stop(second.process)
+    assert len(slack.thread(ts)) == 1  # the thread reply was made once, before the crash
+    assert okx.codes() == ["0"]
+    assert stored_status(tmp_path / "autorepay.db") == [("done", 1)]
