@@ -96,12 +96,24 @@ def configure_logging() -> None:
     logging.getLogger("slack_bolt.RequestVerification").setLevel(logging.WARNING)
 
 
+SLACK_LIBRARIES = ("slack_sdk", "slack_bolt")
+
+
 def cap_library_logs() -> None:
     """At DEBUG, slack_sdk and Bolt log request URLs and payloads (response_url,
-    trigger_id): whatever AUTOREPAY_LOG_LEVEL says, they log INFO and up."""
-    for library in ("slack_sdk", "slack_bolt"):
+    trigger_id, whole messages): whatever AUTOREPAY_LOG_LEVEL says, they log INFO and up.
+    Bolt gives each app's logger the root's level when it makes it, so a level on their
+    parent loggers is not enough: the root's handlers filter their records as well."""
+    for library in SLACK_LIBRARIES:
         logger = logging.getLogger(library)
         logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
+    for handler in logging.getLogger().handlers:
+        if quiet_libraries not in handler.filters:
+            handler.addFilter(quiet_libraries)
+
+
+def quiet_libraries(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.INFO or not record.name.startswith(SLACK_LIBRARIES)
 
 
 

@@ -7,12 +7,15 @@ resolved through an injected lookup (Slack's usergroups.users.list in production
 - an answer is trusted for `cache_ttl` seconds (60), then Slack is asked again;
 - when Slack cannot answer, the last answer serves while younger than `stale_ttl`
   (an hour); past that, or with none at all, membership is *unknown*: the user is told
-  it could not be checked, which is not the same as being told no.
+  it could not be checked, which is not the same as being told no;
+- with a last answer to fall back on, a caller waits at most `stale_wait` (0.5 s) for
+  Slack, so a hung lookup never holds up a click (the lookup itself goes on).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -86,6 +89,7 @@ class Policy:
         cache_ttl: float = 60.0,
         stale_ttl: float = 3600.0,
         lookup_timeout: float = 10.0,
+        stale_wait: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._members = {Role.REQUESTER: tuple(requesters), Role.APPROVER: tuple(approvers)}
@@ -94,6 +98,7 @@ class Policy:
         self._cache_ttl = cache_ttl
         self._stale_ttl = stale_ttl
         self._lookup_timeout = lookup_timeout
+        self._stale_wait = stale_wait
         self._clock = clock
         self._known: dict[str, Members] = {}
         self._lookups: dict[str, asyncio.Task[None]] = {}  # the one in flight per group
@@ -150,7 +155,11 @@ class Policy:
         if group not in self._lookups:
             self._lookups[group] = asyncio.create_task(self._refresh(group))
         # A caller that gives up (its request cancelled) leaves the lookup to the others.
-        await asyncio.shield(self._lookups[group])
+        # With a last answer to fall back on, Slack gets `stale_wait` seconds: a click
+        # must not wait 10 s for a lookup that hangs (the lookup goes on for the next).
+        patience = self._stale_wait if known and self._age(known) < self._stale_ttl else None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._lookups[group]), patience)
         if (known := self._known.get(group)) and self._age(known) < self._stale_ttl:
             return known.users
         return None

@@ -119,10 +119,12 @@ class Worker:
                     await asyncio.wait_for(self._stopping.wait(), self._idle_poll)
 
     async def _claim(self) -> None:
+        # Cleared first, also when every slot is taken: `_idle` then waits for a job to
+        # end (it sets `_wake`) instead of returning at once, round and round.
+        self._wake.clear()
         free = self._concurrency - len(self._running)
         if free <= 0 or self._stopping.is_set():
             return
-        self._wake.clear()
         for job in await self._table.claim(self._clock(), self.owner, self._lease, free):
             task = asyncio.create_task(self._attempt(job), name=f"job-{job.id}")
             self._running[job.id] = (job, task)
@@ -175,10 +177,14 @@ class Worker:
         if job.kind is Kind.APPLY:  # bounded by the OKX client's own deadline
             await self._run(job)
             return
+        budget = asyncio.timeout(SLACK_JOB_SECONDS)
         try:
-            await asyncio.wait_for(self._run(job), SLACK_JOB_SECONDS)
+            async with budget:
+                await self._run(job)
         except TimeoutError:
-            raise TimeoutError(f"no answer within {SLACK_JOB_SECONDS:.0f} s") from None
+            if budget.expired():
+                raise TimeoutError(f"job took over {SLACK_JOB_SECONDS:.0f} s") from None
+            raise  # a Slack call's own timeout (10 s)
 
     async def _put_back(self, job: Job, exc: Exception) -> None:
         delay = retry_delay(job.attempts)
@@ -194,6 +200,8 @@ class Worker:
 def describe(exc: BaseException) -> str:
     if isinstance(exc, SlackApiError):
         return f"Slack answered {exc.response.get('error', 'an error')}"
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "no answer in time (TimeoutError)"
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

@@ -1,8 +1,9 @@
-"""Approve / Deny clicks: ack() at once, then record the decision (and the jobs it
-causes, in one transaction). Everything after that is the worker's (bot.worker)."""
+"""Approve / Deny clicks: record the decision (and the jobs it causes, in one
+transaction), then ack. Everything after that is the worker's (bot.worker)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -16,27 +17,35 @@ from handlers import blocks
 log = logging.getLogger("handlers.actions")
 
 
+# A click is decided (and its jobs stored) before Slack gets its ack, so a crash right
+# after the ack can't lose it; past this budget the ack goes out first (Slack wants it
+# within 3 s) and the decision completes after it.
+ACK_BUDGET_SECONDS = 2.0
+
+
 def register(app: AsyncApp, service: AutoRepay, inflight: Inflight) -> None:
     async def approve(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
                       respond: AsyncRespond) -> None:
-        await ack()
         async with inflight.track(after_acks=False):
-            await click(True, body, action, respond, service)
+            await click(True, ack, body, action, respond, service)
 
     async def deny(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
                    respond: AsyncRespond) -> None:
-        await ack()
         async with inflight.track(after_acks=False):
-            await click(False, body, action, respond, service)
+            await click(False, ack, body, action, respond, service)
 
     app.action(blocks.APPROVE)(approve)
     app.action(blocks.DENY)(deny)
 
 
-async def click(approve: bool, body: dict[str, Any], action: dict[str, Any],
+async def click(approve: bool, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
                 respond: AsyncRespond, service: AutoRepay) -> None:
     user = str((body.get("user") or {}).get("id", ""))
-    result = await service.click(user, str(action.get("value", "")), approve)
+    decision = asyncio.ensure_future(
+        service.click(user, str(action.get("value", "")), approve))
+    await asyncio.wait({decision}, timeout=ACK_BUDGET_SECONDS)
+    await ack()
+    result = await decision
     if isinstance(result, Refusal):
         await tell_clicker(respond, blocks.refused(result))
         return

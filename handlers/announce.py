@@ -25,6 +25,9 @@ PERMANENT = frozenset({"channel_not_found", "not_in_channel", "is_archived",
                        "user_not_found", "cannot_dm_bot", "user_disabled"})
 # An ephemeral note can't reach the requester there: they get a DM instead.
 NOT_THERE = PERMANENT | {"user_not_in_channel", "restricted_action"}
+# The bot may not read the approvals channel: it can only post again.
+CANT_LOOK = frozenset({"missing_scope", "not_allowed_token_type", "no_permission",
+                       "not_in_channel", "channel_not_found"})
 METADATA_TYPE = "autorepay_approval"  # marks the bot's approval messages
 CLOCK_SKEW_SECONDS = 300  # look back this much before the request, for a host's clock
 
@@ -45,8 +48,8 @@ class Announcer:
     async def find_approval(self, request: ChangeRequest) -> str | None:
         """The ts of an approval message an interrupted attempt may have posted, or None.
 
-        Needs the history scopes; without them (or on any error) None, and the post is
-        made again: a second message is then possible, and harmless (see README).
+        Needs the history scopes; without them None, and the post is made again: a second
+        message is then possible, and harmless (see README). Other errors fail the job.
         """
         try:
             since = request.created_at - CLOCK_SKEW_SECONDS
@@ -54,8 +57,11 @@ class Announcer:
                 channel=request.approval_channel, oldest=f"{since:.6f}",
                 include_all_metadata=True, limit=200)
         except SlackApiError as exc:
-            log.warning("could not look for an earlier approval message id=%s error=%s",
-                        request.id, error(exc))
+            if error(exc) not in CANT_LOOK:
+                raise  # Slack trouble: look again on the next try, post nothing yet
+            log.warning("could not look for an earlier approval message id=%s error=%s "
+                        "(grant the channels:history and groups:history scopes); posting "
+                        "it again", request.id, error(exc))
             return None
         for message in response.get("messages") or []:
             metadata: dict[str, Any] = message.get("metadata") or {}

@@ -50,12 +50,16 @@ class JobRunner:
     async def _post(self, job: Job) -> None:
         request = await self._service.store.get(job.request_id)
         assert request is not None
-        if request.status is not Status.PENDING or request.approval_ts:
-            return  # superseded or expired before it could be posted: nothing to ask
+        if request.approval_ts:
+            return
+        # A retry first looks for the message an earlier try may have posted: recorded,
+        # it gets updated like any other (also when the request ended meanwhile).
         ts = await self._announcer.find_approval(request) if job.is_retry else None
-        if ts is None:
+        if ts is None and request.status is Status.PENDING:
             ts = await self._announcer.post_approval(request)
-        await self._service.posted(job, request.approval_channel, ts)
+        if ts is not None:
+            await self._service.posted(job, request.approval_channel, ts)
+        # else: superseded or expired before anything was posted: nothing to ask
 
     def _note(self, job: Job, request: ChangeRequest) -> blocks.Message:
         if job.note == Note.NOT_POSTED:

@@ -136,6 +136,12 @@ class Store:
                 requests.c.status == Status.APPROVED.value))).scalar()
             return await self._load(db, request_id) if request_id else None
 
+    @staticmethod
+    async def _is_pending(db: AsyncConnection, request_id: str) -> bool:
+        status = (await db.execute(sa.select(requests.c.status)
+                                   .where(requests.c.id == request_id))).scalar()
+        return bool(status == Status.PENDING.value)
+
     async def _open_request(self, db: AsyncConnection, account: Account,
                             now: float) -> ChangeRequest | None:
         """The account's open request; one past its TTL is expired here first."""
@@ -160,7 +166,7 @@ class Store:
                              .values(approval_channel=channel, approval_ts=ts, updated_at=now))
             await self._audit(db, now, "approval_posted", "", job.request_id,
                               channel=channel, ts=ts)
-            owed = await owes_requester(db, job)
+            owed = await owes_requester(db, job) and await self._is_pending(db, job.request_id)
             if await close(db, job, now) and owed:
                 await enqueue(db, now, job.request_id, Kind.TELL, note=Note.POSTED)
 

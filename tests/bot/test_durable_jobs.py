@@ -141,3 +141,31 @@ def test_a_request_that_could_not_be_posted_is_not_announced_again_at_restart(
     bot.command("status").followup()  # the restarted bot is up and has found its jobs
     assert all(c.method not in ("chat.postEphemeral", "chat.postMessage")
                for c in bot.slack.calls[said:])
+
+
+def test_a_message_posted_by_a_lost_try_is_closed_when_the_request_ended_meanwhile(
+        bot: Harness) -> None:
+    """Seen: the request expired before the retry; the retry then looked for nothing,
+    and the message it had posted kept live buttons."""
+    bot.slack.lose_answer("chat.postMessage")
+    bot.slack.fail("conversations.history", "fatal_error", times=3)  # found after 7.5 s
+    assert "hasn't taken its approval message yet" in bot.command("on").followup()
+    bot.expire(901)
+    [message] = bot.slack.history[APPROVALS]
+    closed = bot.slack.wait_for(lambda: [c for c in bot.slack.called("chat.update")
+                                         if c.args["ts"] == message["ts"]])
+    assert "Expired" in str(closed[-1].args["blocks"])
+    assert "autorepay_approve" not in str(closed[-1].args["blocks"])
+    assert "expired without approval" in bot.slack.wait_for(
+        lambda: bot.slack.thread(message["ts"]))[0]["text"]
+    assert not [c for c in bot.slack.called("chat.postEphemeral")
+                if "after all" in c.args["text"]]
+    assert len(bot.slack.history[APPROVALS]) == 1
+
+
+def test_a_click_is_recorded_before_slack_gets_its_ack(bot: Harness) -> None:
+    """Seen: a SIGKILL within ~100 ms after the ack lost the click: the decision was
+    made after the ack."""
+    bot.command("on").followup()
+    assert bot.click(BOB, APPROVE).response.status_code == 200
+    assert "approved" in [e.event for e in bot.store.audit_events()]  # no waiting

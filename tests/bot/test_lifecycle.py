@@ -418,3 +418,5 @@ def test_debug_logging_keeps_response_urls_out(env: dict[str, str], tmp_path: Pa
     slack.wait_for(lambda: slack.responses_to("secret-hook"))
     _, err = stop(process)
     assert "DEBUG" in err and "secret-hook" not in err and "1337.42" not in err
+    # Seen: Bolt's app logger took the root's DEBUG and logged every Web API body.
+    assert [line for line in err.splitlines() if " DEBUG slack_" in line] == []

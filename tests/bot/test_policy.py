@@ -176,3 +176,18 @@ async def test_direct_ids_need_no_lookup() -> None:
     assert await rules.may_approve("U0ALICE01") is not None
     assert await rules.may_view("U0BOB0001", "C1") is None
     assert groups.calls == 0
+
+
+async def test_a_hung_lookup_with_members_known_does_not_hold_the_caller() -> None:
+    """Seen: an approver in a group clicked after the cache ran out while Slack hung;
+    the OKX write waited 10 s for the lookup."""
+    groups, clock = Groups(), Clock()
+    rules = Policy(requesters=["S0DESK"], approvers=[], group_members=groups, clock=clock,
+                   stale_wait=0.05)
+    assert await rules.may_request(DAVE, "C1") is None
+    groups.gate = asyncio.Event()  # Slack hangs from now on
+    clock.now += 61
+    async with asyncio.timeout(1.0):  # the lookup itself would take 10 s
+        assert await rules.may_request(DAVE, "C1") is None  # the last answer serves
+    assert groups.calls == 2  # and Slack is being asked meanwhile
+    groups.gate.set()
