@@ -55,6 +55,7 @@ class Runtime:
     background: list[asyncio.Task[None]] = field(default_factory=list)
     retired: list[OkxClient] = field(default_factory=list)  # accounts OKX refused at start
     ready: bool = False
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def retire(self, account: Account, reason: str) -> None:
         """Make an account unavailable (its key was refused); the others keep working."""
@@ -78,7 +79,7 @@ class Runtime:
         self.worker.start()
         if sweep_every:
             self.background.append(asyncio.create_task(
-                expire_forever(self.service, sweep_every)))
+                expire_forever(self.service, sweep_every, self.stopping)))
         self.ready = True
         log.info("ready mode=%s", "socket" if self.settings.socket_mode else "http")
 
@@ -91,9 +92,12 @@ class Runtime:
                      self.worker.busy)
         if not await self.inflight.drain(drain_seconds):
             log.warning("shutdown with %d requests still in flight", self.inflight.count)
-        for task in self.background:
-            task.cancel()
-        await asyncio.gather(*self.background, return_exceptions=True)
+        self.stopping.set()  # the sweep ends between two sweeps
+        if self.background:
+            _, stuck = await asyncio.wait(self.background, timeout=5.0)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*self.background, return_exceptions=True)
         # Jobs still running after the drain are put back: the next start runs them.
         await self.worker.stop(max(0.0, drain_seconds - (time.monotonic() - started)))
         for client in [*self.clients.values(), *self.retired]:

@@ -1,9 +1,11 @@
 """The expiry sweep: requests nobody decided in time become expired (their
-announcements are jobs, stored with the expiry). The loop never dies."""
+announcements are jobs, stored with the expiry). The loop never dies of an error, and a
+stop ends it between sweeps, never half way through a transaction."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from bot.service import AutoRepay
@@ -11,13 +13,11 @@ from bot.service import AutoRepay
 log = logging.getLogger("handlers.background")
 
 
-async def expire_forever(service: AutoRepay, interval: float) -> None:
-    while True:
+async def expire_forever(service: AutoRepay, interval: float, stopping: asyncio.Event) -> None:
+    while not stopping.is_set():
         try:
-            # Shielded: a stop never cuts a transaction (and SQLite's lock) in half.
-            await asyncio.shield(service.expire_due())
-        except asyncio.CancelledError:
-            raise
+            await service.expire_due()
         except Exception:
             log.exception("expiry sweep failed; trying again in %.0f s", interval)
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval)

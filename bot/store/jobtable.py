@@ -108,14 +108,17 @@ class JobTable:
             if not picked:
                 return []
             ids = [row.id for row in picked]
-            cut_off = {row.id for row in picked
-                       if row.lease_until > 0 or row.error in (INTERRUPTED, STOPPED)}
+            cut_off = [row.id for row in picked
+                       if row.lease_until > 0 or row.error in (INTERRUPTED, STOPPED)]
+            if cut_off:  # remembered for good: a later retry is still after a crash
+                await db.execute(jobs.update().where(jobs.c.id.in_(cut_off))
+                                 .values(resumed=1))
             await db.execute(jobs.update().where(jobs.c.id.in_(ids)).values(
                 lease_until=now + lease, owner=owner, attempts=jobs.c.attempts + 1))
             rows = (await db.execute(sa.select(jobs).where(jobs.c.id.in_(ids))
                                      .order_by(jobs.c.due_at, jobs.c.id))).all()
         return [Job(row.id, row.request_id, Kind(row.kind), row.note, row.attempts,
-                    row.owner, row.id in cut_off) for row in rows]
+                    row.owner, bool(row.resumed)) for row in rows]
 
     async def renew(self, claimed: Sequence[Job], until: float) -> None:
         """Extend the leases of jobs still running here."""
@@ -141,11 +144,14 @@ class JobTable:
 
     async def release_all(self) -> int:
         """Give up every lease: only for a store no other process uses (SQLite, locked),
-        at start-up, so a job a killed process was running is due at once."""
+        at start-up, so a job a killed process was running is due at once. Every open
+        job an earlier process tried is marked resumed (whoever waited on it is gone)."""
         async with self._transaction() as db:
             result = await db.execute(jobs.update().where(
                 jobs.c.done_at.is_(None), jobs.c.lease_until > 0)
                 .values(lease_until=0, error=INTERRUPTED))
+            await db.execute(jobs.update().where(jobs.c.done_at.is_(None),
+                                                 jobs.c.attempts > 0).values(resumed=1))
             return int(result.rowcount)
 
     async def tell_requester_later(self, job_id: int) -> bool:

@@ -70,6 +70,8 @@ jobs = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("due_at", sa.Float, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    # An earlier attempt was cut off (crash, shutdown): whoever waited on it is gone.
+    sa.Column("resumed", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.Column("lease_until", sa.Float, nullable=False, server_default=sa.text("0")),
     sa.Column("owner", sa.Text, nullable=False, server_default=""),
     sa.Column("done_at", sa.Float),

@@ -62,3 +62,29 @@ async def test_message_updates_of_one_request_run_one_at_a_time_in_order(
     await store.jobs.done(claimed[0], 5.0)
     [second] = await store.jobs.claim(5.0, "w2", 15.0, 10)
     assert second.kind is Kind.UPDATE and second.id > claimed[0].id
+
+
+async def test_a_crash_is_remembered_past_a_later_failed_try(store: Store) -> None:
+    """Found by the property test: a crash, then one failed try, and the requester whose
+    command reply died with the process was never told the message went up."""
+    await store.add(request(), now=1.0)
+    await store.jobs.claim(1.0, "before-crash", 15.0, 10)  # the process dies
+    await store.jobs.release_all()  # restart
+    [post] = await store.jobs.claim(2.0, "after", 15.0, 10)
+    assert post.resumed
+    await store.jobs.retry(post, 2.5, "Slack answered service_unavailable")
+    [post] = await store.jobs.claim(3.0, "after", 15.0, 10)
+    assert post.resumed
+    await store.posted(post, "CAPPR", "123.456", now=3.0)
+    assert [(job.kind, job.note) for job in await store.jobs.open_jobs()] == [
+        (Kind.TELL, "posted")]
+
+
+async def test_a_crash_while_a_job_waits_for_its_retry_counts_as_a_crash(
+        store: Store) -> None:
+    await store.add(request(), now=1.0)
+    [post] = await store.jobs.claim(1.0, "w1", 15.0, 10)
+    await store.jobs.retry(post, 1.5, "Slack answered fatal_error")  # then the process dies
+    await store.jobs.release_all()  # restart
+    [post] = await store.jobs.claim(2.0, "w2", 15.0, 10)
+    assert post.resumed

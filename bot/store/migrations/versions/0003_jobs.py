@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("due_at", sa.Float, nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+        sa.Column("resumed", sa.Integer, nullable=False, server_default=sa.text("0")),
         sa.Column("lease_until", sa.Float, nullable=False, server_default=sa.text("0")),
         sa.Column("owner", sa.Text, nullable=False, server_default=""),
         sa.Column("done_at", sa.Float),
@@ -59,7 +60,7 @@ def upgrade() -> None:
     seed_jobs(now, work)
     if work:
         op.bulk_insert(jobs, [{"created_at": now, "due_at": now, "note": "",
-                               "attempts": 0, **job} for job in work])
+                               "attempts": 0, "resumed": 0, **job} for job in work])
     if not several_applying:
         op.create_index("one_open_request_per_account", "requests", ["account"],
                         unique=True, sqlite_where=sa.text("status IN ('pending', 'approved')"),
@@ -94,9 +95,11 @@ def seed_jobs(now: float, work: list[dict[str, object]]) -> None:
                   requests.c.announced)).all()
     for row in rows:
         if row.status == "approved":
-            work.append({"request_id": row.id, "kind": "okx_apply", "attempts": 1})
+            work.append({"request_id": row.id, "kind": "okx_apply", "attempts": 1,
+                         "resumed": 1})
         elif row.status == "pending" and not row.approval_ts:
-            work.append({"request_id": row.id, "kind": "post_approval", "attempts": 1})
+            work.append({"request_id": row.id, "kind": "post_approval", "attempts": 1,
+                         "resumed": 1})
         elif row.status not in OPEN and row.status != "superseded" and not row.announced:
             work += [{"request_id": row.id, "kind": kind}
                      for kind in ("update_message", "thread_reply")]
