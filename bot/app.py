@@ -227,6 +227,7 @@ async def build(settings: Settings, environ: Mapping[str, str], *,
         ttl=settings.approval_ttl, approval_channel=settings.approval_channel, clock=clock)
     worker = Worker(store.jobs, JobRunner(service, Announcer(client)), clock=clock)
     service.jobs_added = worker.wake
+    service.claimant, service.run_claimed = worker.claimant, worker.run_claimed
     inflight = Inflight()
     handlers.register(app, service, worker, inflight)
 

@@ -111,6 +111,10 @@ class AutoRepay:
         self._approval_channel = approval_channel
         self._new_id = new_id
         self.jobs_added: Callable[[], None] = lambda: None  # wakes the worker
+        # The worker that takes an approval's OKX job in the click's own transaction
+        # (owner, lease), and how to hand it that job; None: the worker claims it.
+        self.claimant: tuple[str, float] | None = None
+        self.run_claimed: Callable[[Job], None] = lambda job: None
 
     async def status(self, user: str, channel: str, account: Account) -> StatusResult:
         if refusal := await self.policy.may_view(user, channel):
@@ -172,11 +176,15 @@ class AutoRepay:
         if refusal := await self.policy.may_approve(user):
             await self._refused(user, "approve" if approve else "deny", refusal, request=request_id)
             return refusal
-        outcome = await self.store.decide(request_id, user, approve, self.clock(), self.rules)
-        if outcome is None:
+        decided = await self.store.decide_claiming(
+            request_id, user, approve, self.clock(), self.rules, claimant=self.claimant)
+        if decided is None:
             return Refusal("This request is not known to the bot (it may have been made "
                            "with another database).")
+        outcome, claimed = decided
         log.info("click id=%s user=%s verdict=%s", request_id, user, outcome.verdict)
+        if claimed is not None:
+            self.run_claimed(claimed)  # the OKX write starts now, in this process
         if outcome.changed:
             self.jobs_added()
         return outcome

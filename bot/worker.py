@@ -85,6 +85,17 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
 
+    @property
+    def claimant(self) -> tuple[str, float]:
+        """(owner, lease) for a job claimed outside `claim` (bot.store.decide)."""
+        return self.owner, self._lease
+
+    def run_claimed(self, job: Job) -> None:
+        """Run a job this worker holds already (claimed in the transaction that made
+        it), at once and even with every slot taken: it is an approval's OKX write."""
+        task = asyncio.create_task(self._attempt(job), name=f"job-{job.id}")
+        self._running[job.id] = (job, task)
+
     def wake(self) -> None:
         """New jobs are due: claim them now instead of at the next poll."""
         self._wake.set()

@@ -27,7 +27,7 @@ from bot.jobs import ANNOUNCE, Job, Kind, Note
 from bot.store.engine import MIGRATIONS as MIGRATIONS
 from bot.store.engine import WRITE, make_engine, upgrade
 from bot.store.engine import database_url as database_url
-from bot.store.jobtable import JobTable, close, enqueue, owes_requester
+from bot.store.jobtable import JobTable, close, enqueue, enqueue_claimed, owes_requester
 from bot.store.schema import audit, decisions, requests
 from bot.store.schema import jobs as jobs_table
 
@@ -171,21 +171,36 @@ class Store:
                 await enqueue(db, now, job.request_id, Kind.TELL, note=Note.POSTED)
 
     async def decide(self, request_id: str, user: str, approve: bool, now: float,
-                     rules: Rules) -> Outcome | None:
-        """Apply one click atomically; None when there is no such request."""
+                     rules: Rules, *, claimant: tuple[str, float] | None = None
+                     ) -> Outcome | None:
+        """Apply one click atomically; None when there is no such request. With a
+        `claimant` (worker owner, lease), an approval's OKX job is stored already claimed
+        by it (`decide_claiming` returns that job too)."""
+        decided = await self.decide_claiming(request_id, user, approve, now, rules,
+                                             claimant=claimant)
+        return decided[0] if decided else None
+
+    async def decide_claiming(self, request_id: str, user: str, approve: bool, now: float,
+                              rules: Rules, *, claimant: tuple[str, float] | None = None
+                              ) -> tuple[Outcome, Job | None] | None:
         async with self._transaction() as db:
             request = await self._load(db, request_id, lock=True)
             if request is None:
                 return None
             outcome = approvals.decide(request, user, approve, now, rules)
+            claimed = None
             if outcome.changed:
                 await self._save_outcome(db, request, outcome, user, approve, now)
-                await enqueue(db, now, request_id, *CAUSES[outcome.verdict],
-                              notes={Kind.TELL: Note.RESULT})
+                kinds = CAUSES[outcome.verdict]
+                if claimant and Kind.APPLY in kinds:
+                    claimed = await enqueue_claimed(db, now, request_id, Kind.APPLY,
+                                                    *claimant)
+                    kinds = tuple(kind for kind in kinds if kind is not Kind.APPLY)
+                await enqueue(db, now, request_id, *kinds, notes={Kind.TELL: Note.RESULT})
             else:
                 await self._audit(db, now, f"click_refused:{outcome.verdict}", user,
                                   request_id)
-            return outcome
+            return outcome, claimed
 
     async def finish(self, request: ChangeRequest, job: Job, now: float) -> bool:
         """Record the OKX result of an approved request, close its job and add the jobs

@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE = "autorepay_write"  # execution option: False for read-only transactions
@@ -33,9 +33,11 @@ def make_engine(where: Path | str) -> AsyncEngine:
     url = sa.make_url(database_url(where))
     if url.get_backend_name() != "sqlite":
         return create_async_engine(url, pool_pre_ping=True)
-    # A connection per transaction: nothing is tied to one event loop, and each
-    # transaction starts on a fresh connection with the pragmas below.
-    engine = create_async_engine(url, poolclass=NullPool,
+    # Pooled connections (each with its own aiosqlite thread, and the pragmas below set
+    # once): opening one per transaction cost more than the transaction. They belong to
+    # the event loop that opened the store, as the store does.
+    engine = create_async_engine(url, poolclass=AsyncAdaptedQueuePool, pool_size=4,
+                                 max_overflow=12,
                                  connect_args={"timeout": SQLITE_BUSY_SECONDS})
     sqlite_transactions(engine)
     return engine

@@ -33,6 +33,19 @@ async def enqueue(db: AsyncConnection, now: float, request_id: str, *kinds: Kind
 
 
 NEVER_WAIT_FOR_POST = (Kind.POST.value, Kind.APPLY.value)  # the OKX job waits for no Slack job
+async def enqueue_claimed(db: AsyncConnection, now: float, request_id: str, kind: Kind,
+                          owner: str, lease: float) -> Job:
+    """Add a job already claimed by `owner` (its first attempt starts now), in the
+    caller's transaction: the click that approves also takes the OKX job, so the write
+    starts without another round through the table."""
+    result = await db.execute(jobs.insert().values(
+        request_id=request_id, kind=kind.value, note="", created_at=now, due_at=now,
+        attempts=1, lease_until=now + lease, owner=owner))
+    job_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+    assert job_id is not None
+    return Job(int(job_id), request_id, kind, "", 1, owner)
+
+
 TELL_LATER = "tell"  # note on an approval post: tell the requester how it ended
 INTERRUPTED = "interrupted"  # its process died while running it
 STOPPED = "stopped"  # its process was shut down while running it

@@ -88,3 +88,19 @@ async def test_a_crash_while_a_job_waits_for_its_retry_counts_as_a_crash(
     await store.jobs.release_all()  # restart
     [post] = await store.jobs.claim(2.0, "w2", 15.0, 10)
     assert post.resumed
+
+
+async def test_the_approving_click_takes_the_okx_job_in_its_own_transaction(
+        store: Store) -> None:
+    await store.add(request(), now=1.0)
+    [post] = await store.jobs.claim(1.0, "w1", 15.0, 10)
+    await store.posted(post, "CAPPR", "1.1", 2.0)
+    decided = await store.decide_claiming("ar-1", "UBOB", True, 3.0, Rules(),
+                                          claimant=("w1", 15.0))
+    assert decided is not None
+    outcome, apply = decided
+    assert apply is not None and apply.kind is Kind.APPLY and apply.owner == "w1"
+    assert [job.kind for job in await store.jobs.claim(3.0, "w2", 15.0, 10)] == [
+        Kind.UPDATE]  # the OKX job is not up for grabs while its lease runs
+    [taken_over] = await store.jobs.claim(18.0, "w2", 15.0, 10, [Kind.APPLY])
+    assert taken_over.id == apply.id and taken_over.resumed  # w1 died with it
