@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.approvals import ChangeRequest, Rules, Status
+from bot.approvals import ChangeRequest, Rules, Status, Verdict
 from bot.credentials import Account
 from bot.jobs import Kind
 from bot.store import Store
@@ -99,6 +99,7 @@ async def test_the_approving_click_takes_the_okx_job_in_its_own_transaction(
                                           claimant=("w1", 15.0))
     assert decided is not None
     outcome, apply = decided
+    assert outcome.verdict is Verdict.APPROVED
     assert apply is not None and apply.kind is Kind.APPLY and apply.owner == "w1"
     assert [job.kind for job in await store.jobs.claim(3.0, "w2", 15.0, 10)] == [
         Kind.UPDATE]  # the OKX job is not up for grabs while its lease runs
