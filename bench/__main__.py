@@ -5,14 +5,22 @@
 2. click → thread reply with OKX answering after 100 ms
 3. a burst of 20 OKX writes through the client
 4. start-up to /healthz 200, resident memory over 1 000 mixed commands
+5. click → start of the OKX write (the loopback OKX server receiving
+   POST set-auto-repay): Slack answering; Slack hanging after each click until its
+   request is done; Slack hanging after every click for good (calls time out)
+
+Quicker runs while working on figures:  python -m bench write --writes 10   (names: FIGURES)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -23,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from aiohttp import web
 
 from okx import Credentials, OkxClient
 from tests.fakes.okx_server import SET_AUTO_REPAY, FakeOkx
@@ -37,6 +46,8 @@ LIVE = Credentials("bench-live-key", "bench-live-secret", "bench-live-pass")
 DEMO = Credentials("bench-demo-key", "bench-demo-secret", "bench-demo-pass")
 BURST = Credentials("bench-burst-key", "bench-burst-secret", "bench-burst-pass")
 ROUNDS, CONCURRENCY, CLICKS, COMMANDS = 30, 20, 15, 1000
+WRITES, WARMUP = 40, 2  # figure 5: measured clicks per case, and unmeasured ones first
+FIGURES = ("ack", "click", "burst", "startup", "write")
 
 
 # --- processes ------------------------------------------------------------------------
@@ -80,12 +91,13 @@ def wait_ready(port: int, timeout: float = 30.0) -> float:
     raise RuntimeError(f"nothing ready on port {port}")
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=20)
+        process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         process.kill()
+        process.wait()
 
 
 def rss_mb(pid: int) -> float:
@@ -172,12 +184,12 @@ async def click_to_thread(slack: FakeSlack, okx: FakeOkx, tmp: Path) -> list[flo
 
 
 async def posted_after(slack: FakeSlack, client: httpx.AsyncClient, port: int,
-                       text: str) -> Call:
+                       text: str, timeout: float = 10.0) -> Call:
     """Send the command; the approval message it made the bot post."""
     before = len(slack.posted(APPROVALS))
     await signed_post(client, port, command(slack, text))
     posts = await asyncio.to_thread(
-        slack.wait_for, lambda: len(p := slack.posted(APPROVALS)) > before and p)
+        slack.wait_for, lambda: len(p := slack.posted(APPROVALS)) > before and p, timeout)
     return next(c for c in slack.called("chat.postMessage") if c.args is posts[-1])
 
 
@@ -229,53 +241,260 @@ async def startup_and_memory(slack: FakeSlack, okx: FakeOkx, tmp: Path
     return startups, memory
 
 
+# --- 5. click → start of the OKX write ----------------------------------------------------
+class TimedOkx(FakeOkx):
+    """FakeOkx that also notes when each request arrives on time.perf_counter, the
+    bench's clock: `Recorded.arrived` is OKX's wall clock (time.time() + clock_offset),
+    which can't be subtracted from perf_counter readings."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.arrivals: list[tuple[str, str, float]] = []  # method, path, perf_counter
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        # first thing on arrival, before the body is read or any check is made
+        self._record((request.method, request.path, time.perf_counter()), self.arrivals)
+        return await super()._handle(request)
+
+
+AFTER_CLICK = ("chat.update", "chat.postMessage", "chat.postEphemeral")
+HANG_MODES = {
+    "answering": "Slack answering",
+    "held": "Slack hanging after each click until its request is done (then answered)",
+    "stalled": "Slack hanging after every click, never answering (calls time out in 10 s)",
+}
+SAMPLE_SECONDS = 15.0  # a step taking longer ends a case: more than a Slack call's 10 s
+POST_SECONDS, CASE_SECONDS = 30.0, 120.0  # the same for an approval message; for a case
+
+
+def after_click(method: str, args: dict[str, Any]) -> bool:
+    """The Web API calls the bot makes after a click: the approval message's updates,
+    the thread reply, the note to the requester. Not the approval message itself."""
+    return method != "chat.postMessage" or "thread_ts" in args
+
+
+def request_status(db: Path, request_id: str) -> str:
+    """The request's status in the bot's database, read as another process would."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
+        row = conn.execute("SELECT status FROM requests WHERE id = ?", (request_id,)).fetchone()
+    return str(row[0]) if row else ""
+
+
+async def final_status(db: Path, request_id: str, timeout: float) -> str:
+    deadline = time.perf_counter() + timeout
+    while (status := request_status(db, request_id)) in ("pending", "approved", ""):
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"request still {status!r} after {timeout:.0f} s")
+        await asyncio.sleep(0.01)
+    return status
+
+
+def first_write(okx: TimedOkx, before: int) -> float | None:
+    return next((at for method, path, at in okx.arrivals[before:]
+                 if method == "POST" and path == SET_AUTO_REPAY), None)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def diagnose(port: int, pid: int) -> str:
+    """After a step timed out: does the bot still answer, and is it busy?"""
+    before = cpu_seconds(pid)
+    await asyncio.sleep(1.0)
+    busy = cpu_seconds(pid) - before
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            health = f"answered {(await client.get(f'http://127.0.0.1:{port}/healthz')).status_code}"
+    except httpx.HTTPError as exc:
+        health = f"no answer ({type(exc).__name__})"
+    return (f"/healthz {health}; the bot used {busy * 100:.0f} % of a core over 1 s with "
+            "nothing sent to it")
+
+
+async def click_to_write(slack: FakeSlack, okx: TimedOkx, tmp: Path, *, mode: str,
+                         writes: int) -> dict[str, Any]:
+    """Milliseconds from sending a signed Approve click to OKX receiving the write, one
+    request per click, alternating the live and the demo account; the next request is
+    made once the last one is done or failed in the database.
+
+    mode "answering": Slack answers. "held": from the moment the approval message is
+    recorded until the request is done, the Web API methods called after a click hang,
+    and are answered when released (FakeSlack.hold). "stalled": every call made after a
+    click hangs unanswered (FakeSlack.stall, for the whole case): the bot's client gives
+    up after 10 s and the jobs are retried, into Slack hanging again."""
+    port, db = free_port(), tmp / f"write-{mode}.db"
+    bot = spawn("bot", ["--http"], bot_env(slack, okx, port, db))
+    wait_ready(port)
+    if mode == "stalled":
+        for method in AFTER_CLICK:
+            slack.stall(method, partial(after_click, method))
+    out: dict[str, Any] = {"ms": [], "posted_ms": [], "statuses": [], "ended": ""}
+    codes_before, last_click = len(okx.codes(SET_AUTO_REPAY)), 0.0
+    stalled_before, held_before = hanging(slack), len(slack.held)
+    step, case_started = "starting", time.perf_counter()
+    try:
+        async with httpx.AsyncClient(timeout=SAMPLE_SECONDS) as client:
+            for i in range(WARMUP + writes):
+                if time.perf_counter() - case_started > CASE_SECONDS:
+                    out["ended"] = (f"ended after {i} clicks: over {CASE_SECONDS:.0f} s; "
+                                    + await diagnose(port, bot.pid))
+                    break
+                creds, prefix = (LIVE, "") if i % 2 == 0 else (DEMO, "demo ")
+                text = prefix + ("off" if okx.accounts[creds.api_key].auto_repay else "on")
+                step = f"request {i + 1}: the approval message"
+                asked = time.perf_counter()
+                call = await posted_after(slack, client, port, text, POST_SECONDS)
+                posted = time.perf_counter() - asked
+                ts = str(call.answer["ts"])
+                click = block_action(BOB, APPROVALS, ts, call.args, "autorepay_approve",
+                                     slack.response_url(f"write-{mode}-{i}"))
+                request_id = str(click["actions"][0]["value"])
+                if mode == "held":
+                    for method in AFTER_CLICK:
+                        slack.hold(method)
+                # writes share one uid: at most 5 / 2 s, so the limiter never waits
+                await asyncio.sleep(max(0.0, last_click + 0.45 - time.perf_counter()))
+                before = len(okx.arrivals)
+                step = f"click {i + 1}: its ack"
+                started = last_click = time.perf_counter()
+                await signed_post(client, port, form_payload(click))
+                step = f"click {i + 1}: its OKX write"
+                arrived = await asyncio.to_thread(
+                    okx.wait_for, partial(first_write, okx, before), SAMPLE_SECONDS)
+                step = f"click {i + 1}: its request's final state"
+                status = await final_status(db, request_id, SAMPLE_SECONDS)
+                slack.release()
+                if i >= WARMUP:
+                    out["ms"].append((arrived - started) * 1000)
+                    out["posted_ms"].append(posted * 1000)
+                    out["statuses"].append(status)
+    except (AssertionError, TimeoutError, httpx.TimeoutException):
+        limit = POST_SECONDS if "approval message" in step else SAMPLE_SECONDS
+        out["ended"] = (f"ended at {step}: nothing within {limit:.0f} s; "
+                        + await diagnose(port, bot.pid))
+    finally:
+        out["codes"] = okx.codes(SET_AUTO_REPAY)[codes_before:]
+        out["stalled"] = hanging(slack) - stalled_before
+        out["held"] = len(slack.held) - held_before
+        slack.unstall(), slack.release()
+        stop(bot, grace=1.0 if out["ended"] else 20.0)  # a frozen bot ignores SIGTERM
+    return out
+
+
+def hanging(slack: FakeSlack) -> int:
+    """Web API calls the stand-in never answered (so far)."""
+    return sum(len(slack.stalled(method)) for method in AFTER_CLICK)
+
+
 # --- report -------------------------------------------------------------------------------
 def verdict(ok: bool) -> str:
     return "met" if ok else "NOT MET"
 
 
-async def main() -> None:
-    slack, okx = FakeSlack(), FakeOkx()
+async def main(figures: set[str], writes: int) -> None:
+    slack, okx = FakeSlack(), TimedOkx()
     slack.start(), okx.start()
     for creds, demo in ((LIVE, False), (DEMO, True)):
         okx.add_account(api_key=creds.api_key, secret=creds.secret,
                         passphrase=creds.passphrase, demo=demo)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, {platform.platform()}")
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        acks = await ack_latency(slack, okx, tmp)
-        clicks = await click_to_thread(slack, okx, tmp)
-        burst_seconds, rate_limited = await burst(okx)
-        startups, memory = await startup_and_memory(slack, okx, tmp)
+        acks = await ack_latency(slack, okx, tmp) if "ack" in figures else None
+        clicks = await click_to_thread(slack, okx, tmp) if "click" in figures else None
+        bursts = await burst(okx) if "burst" in figures else None
+        starts = await startup_and_memory(slack, okx, tmp) if "startup" in figures else None
+        cases = None
+        if "write" in figures:  # last: Slack calls left hanging end with the stand-in
+            cases = {mode: await click_to_write(slack, okx, tmp, mode=mode, writes=writes)
+                     for mode in HANG_MODES}
     slack.stop(), okx.stop()
 
-    print(f"\n1. ack latency, {CONCURRENCY} concurrent, {ROUNDS} interleaved rounds "
-          "(ms p50 / p95 / p99)")
-    for name, values in acks.items():
-        print(f"   {name:10} {summary(values)}   (n={len(values)})")
-    for text in ("help", "on"):
-        ratio = percentile(acks[f"bot {text}"], 95) / percentile(acks[f"bare {text}"], 95)
-        print(f"   p95 ratio bot/bare {text:4}: {ratio:.2f}  (goal <= 1.25: "
-              f"{verdict(ratio <= 1.25)})")
-    median = statistics.median(clicks)
-    print(f"\n2. click -> thread reply, OKX answering after 100 ms, {len(clicks)} clicks")
-    print(f"   median {median:.1f} ms (min {min(clicks):.1f}, max {max(clicks):.1f}); "
-          "2 OKX round trips (write + read-back) = 200 ms")
-    print(f"   beyond the OKX round trips: {median - 200:.1f} ms  (goal <= 25 ms: "
-          f"{verdict(median - 200 <= 25)})")
-    print(f"\n3. burst of 20 OKX writes: {burst_seconds:.2f} s, {rate_limited} x 50011  "
-          f"(goal <= 6.9 s and 0: {verdict(burst_seconds <= 6.9 and rate_limited == 0)})")
-    growth = memory[-1][1] - memory[len(memory) // 2][1]
-    print(f"\n4. start-up to /healthz 200: median {statistics.median(startups):.2f} s "
-          f"(of {len(startups)}; goal <= 1.5 s: "
-          f"{verdict(statistics.median(startups) <= 1.5)})")
-    print("   resident memory (MB) after N commands: "
-          + ", ".join(f"{n}: {mb:.1f}" for n, mb in memory))
-    print(f"   after {COMMANDS}: {memory[-1][1]:.1f} MB (goal <= 100: "
-          f"{verdict(memory[-1][1] <= 100)}); growth over the last {COMMANDS // 2}: "
-          f"{growth:+.1f} MB")
+    if acks is not None:
+        print(f"\n1. ack latency, {CONCURRENCY} concurrent, {ROUNDS} interleaved rounds "
+              "(ms p50 / p95 / p99)")
+        for name, values in acks.items():
+            print(f"   {name:10} {summary(values)}   (n={len(values)})")
+        for text in ("help", "on"):
+            ratio = percentile(acks[f"bot {text}"], 95) / percentile(acks[f"bare {text}"], 95)
+            print(f"   p95 ratio bot/bare {text:4}: {ratio:.2f}  (goal <= 1.25: "
+                  f"{verdict(ratio <= 1.25)})")
+    if clicks is not None:
+        median = statistics.median(clicks)
+        print(f"\n2. click -> thread reply, OKX answering after 100 ms, {len(clicks)} clicks")
+        print(f"   median {median:.1f} ms (min {min(clicks):.1f}, max {max(clicks):.1f}); "
+              "2 OKX round trips (write + read-back) = 200 ms")
+        print(f"   beyond the OKX round trips: {median - 200:.1f} ms  (goal <= 25 ms: "
+              f"{verdict(median - 200 <= 25)})")
+    if bursts is not None:
+        burst_seconds, rate_limited = bursts
+        print(f"\n3. burst of 20 OKX writes: {burst_seconds:.2f} s, {rate_limited} x 50011  "
+              f"(goal <= 6.9 s and 0: {verdict(burst_seconds <= 6.9 and rate_limited == 0)})")
+    if starts is not None:
+        startups, memory = starts
+        growth = memory[-1][1] - memory[len(memory) // 2][1]
+        print(f"\n4. start-up to /healthz 200: median {statistics.median(startups):.2f} s "
+              f"(of {len(startups)}; goal <= 1.5 s: "
+              f"{verdict(statistics.median(startups) <= 1.5)})")
+        print("   resident memory (MB) after N commands: "
+              + ", ".join(f"{n}: {mb:.1f}" for n, mb in memory))
+        print(f"   after {COMMANDS}: {memory[-1][1]:.1f} MB (goal <= 100: "
+              f"{verdict(memory[-1][1] <= 100)}); growth over the last {COMMANDS // 2}: "
+              f"{growth:+.1f} MB")
+    if cases is not None:
+        report_writes(cases, writes)
+    print(f"\n(bench ran {time.perf_counter() - started:.0f} s)")
+
+
+def report_writes(cases: dict[str, dict[str, Any]], writes: int) -> None:
+    print(f"\n5. click -> start of the OKX write (OKX receives POST set-auto-repay), one "
+          f"request per click, live/demo alternating, {WARMUP} unmeasured first "
+          "(ms p50 / p95 / p99, max)")
+    for mode, case in cases.items():
+        ms, posted = case["ms"], case["posted_ms"]
+        print(f"   {HANG_MODES[mode]}:")
+        if ms:
+            p50, p95 = percentile(ms, 50), percentile(ms, 95)
+            print(f"      {summary(ms)}, max {max(ms):.1f}   (n={len(ms)} of {writes}; "
+                  f"goal p50 and p95 < 50 ms: {verdict(p50 < 50 and p95 < 50)})")
+            print(f"      command -> approval message posted: p50 {percentile(posted, 50):.0f}"
+                  f" ms, max {max(posted):.0f} ms (the command's config read included, under"
+                  " OKX's 5 / 2 s)")
+            print("      in click order: " + " ".join(f"{v:.0f}" for v in ms))
+        counts = {s: case["statuses"].count(s) for s in sorted(set(case["statuses"]))}
+        codes = {c: case["codes"].count(c) for c in sorted(set(case["codes"]))}
+        print(f"      requests ended {counts}; OKX write codes {codes}; Web API calls "
+              f"held then answered: {case['held']}, never answered: {case['stalled']}")
+        if case["ended"]:
+            print(f"      {case['ended']}")
+    base = cases["answering"]["ms"]
+    for mode in ("held", "stalled"):
+        ms = cases[mode]["ms"]
+        if base and ms:
+            ratio = percentile(ms, 95) / percentile(base, 95)
+            complete = len(ms) == writes
+            print(f"   p95 ratio {mode}/answering: {ratio:.2f}  (goal about the same, <= 1.25,"
+                  f" over all {writes}: {verdict(ratio <= 1.25 and complete)})")
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("figures", nargs="*", metavar="FIGURE",
+                        help=f"only these ({', '.join(FIGURES)}); default: all")
+    parser.add_argument("--writes", type=int, default=WRITES,
+                        help=f"measured clicks per case in figure 5 (default {WRITES})")
+    args = parser.parse_args()
+    if unknown := set(args.figures) - set(FIGURES):
+        parser.error(f"no such figure: {', '.join(sorted(unknown))} (choose from "
+                     f"{', '.join(FIGURES)})")
+    return args
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    args = arguments()
+    asyncio.run(main(set(args.figures or FIGURES), args.writes))

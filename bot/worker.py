@@ -6,8 +6,9 @@
 - Any exception from a job puts it back, due after `retry_delay(attempts)` (0.5 s
   doubling to at most 10 s), with one log line. `Permanent` ends it: the runner's
   fallback has said what it could.
-- Each job runs in its own task, up to `concurrency` at a time, so an OKX write never
-  queues behind a Slack call that hangs.
+- Each job runs in its own task: up to `concurrency` Slack jobs and, in slots of their
+  own, up to OKX_SLOTS OKX jobs, so an OKX write never queues behind Slack calls that
+  hang.
 - The loop itself never dies: an error while claiming is logged and tried again.
 """
 
@@ -31,6 +32,8 @@ log = logging.getLogger("bot.worker")
 LEASE_SECONDS = 15.0
 IDLE_POLL_SECONDS = 1.0  # jobs another process added, leases that ran out
 SLACK_JOB_SECONDS = 30.0  # a hung Slack call gives its slot back after this
+OKX_SLOTS = 16  # OKX jobs at once, besides `concurrency` Slack jobs
+SLACK_KINDS = tuple(kind for kind in Kind if kind is not Kind.APPLY)
 
 
 class Permanent(Exception):
@@ -47,7 +50,7 @@ Runner = Callable[[Job], Awaitable[None]]
 class Worker:
     def __init__(self, table: JobTable, run: Runner, *,
                  clock: Callable[[], float] = time.time, lease: float = LEASE_SECONDS,
-                 concurrency: int = 32, idle_poll: float = IDLE_POLL_SECONDS) -> None:
+                 concurrency: int = 64, idle_poll: float = IDLE_POLL_SECONDS) -> None:
         self._table = table
         self._run = run
         self._clock = clock
@@ -133,21 +136,34 @@ class Worker:
         # Cleared first, also when every slot is taken: `_idle` then waits for a job to
         # end (it sets `_wake`) instead of returning at once, round and round.
         self._wake.clear()
-        free = self._concurrency - len(self._running)
-        if free <= 0 or self._stopping.is_set():
+        if self._stopping.is_set():
             return
-        for job in await self._table.claim(self._clock(), self.owner, self._lease, free):
-            task = asyncio.create_task(self._attempt(job), name=f"job-{job.id}")
-            self._running[job.id] = (job, task)
+        # OKX jobs have slots of their own: Slack calls that hang can't hold them up.
+        for kinds, free in self._free_slots():
+            for job in await self._table.claim(self._clock(), self.owner, self._lease,
+                                               free, kinds):
+                task = asyncio.create_task(self._attempt(job), name=f"job-{job.id}")
+                self._running[job.id] = (job, task)
+
+    def _free_slots(self) -> list[tuple[tuple[Kind, ...], int]]:
+        """(kinds, free slots) for each kind of slot with room left."""
+        applying = sum(job.kind is Kind.APPLY for job, _ in self._running.values())
+        slots = [((Kind.APPLY,), OKX_SLOTS - applying),
+                 (SLACK_KINDS, self._concurrency - (len(self._running) - applying))]
+        return [(kinds, free) for kinds, free in slots if free > 0]
 
     async def _idle(self) -> None:
         """Until woken, or the next job is due, or the poll interval has passed."""
         if self._wake.is_set():
             return
         timeout = self._idle_poll
-        next_due = await self._table.next_due()
-        if next_due is not None:
-            timeout = max(0.0, min(timeout, next_due - self._clock()))
+        # Only jobs with a free slot count: an overdue job that can't be run anyway
+        # would make this poll the table without pause. A job ending sets `_wake`.
+        kinds = [kind for group, _ in self._free_slots() for kind in group]
+        if kinds:
+            next_due = await self._table.next_due(kinds)
+            if next_due is not None:
+                timeout = max(0.0, min(timeout, next_due - self._clock()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 

@@ -176,14 +176,16 @@ class JobTable:
                 jobs.c.id == job_id, jobs.c.done_at.is_(None)).values(note=TELL_LATER))
             return bool(result.rowcount)
 
-    async def next_due(self) -> float | None:
-        """When the earliest job that nothing blocks is due (or its lease runs out). A
-        blocked job is woken by the end of the job it waits for, not by its due time."""
+    async def next_due(self, kinds: Sequence[Kind] | None = None) -> float | None:
+        """When the earliest job (of `kinds`) that nothing blocks is due, or its lease
+        runs out. A blocked job is woken by the end of the job it waits for."""
         claimable_at = sa.case((jobs.c.lease_until > jobs.c.due_at, jobs.c.lease_until),
                                else_=jobs.c.due_at)
+        query = sa.select(sa.func.min(claimable_at)).where(*unblocked())
+        if kinds is not None:
+            query = query.where(jobs.c.kind.in_([kind.value for kind in kinds]))
         async with self._reading() as db:
-            value = (await db.execute(sa.select(sa.func.min(claimable_at))
-                                      .where(*unblocked()))).scalar()
+            value = (await db.execute(query)).scalar()
         return None if value is None else float(value)
 
     async def state(self, job_id: int) -> JobState | None:
