@@ -112,8 +112,7 @@ class Worker:
         first. Works whichever process runs it."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            state = await self._table.state(job_id)
-            if state is None or state.done:
+            if await self._table.ended(job_id):
                 return True
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:

@@ -35,7 +35,7 @@ class JobRunner:
                 case Kind.APPLY:
                     await self._service.execute(request, job)
                 case Kind.POST:
-                    await self._post(job)
+                    await self._post(job, request)
                 case Kind.UPDATE:
                     await self._announcer.update(request)
                 case Kind.THREAD:
@@ -47,9 +47,7 @@ class JobRunner:
             await self._fallback(job, exc)
             raise
 
-    async def _post(self, job: Job) -> None:
-        request = await self._service.store.get(job.request_id)
-        assert request is not None
+    async def _post(self, job: Job, request: ChangeRequest) -> None:
         if request.approval_ts:
             return
         # A retry first looks for the message an earlier try may have posted: recorded,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -75,14 +74,6 @@ async def close(db: AsyncConnection, job: Job, now: float, error: str = "") -> b
         requests.c.id == job.request_id, requests.c.status.not_in(OPEN_STATUSES),
         requests.c.announced == 0, ~still_open).values(announced=1))
     return True
-
-
-@dataclass(frozen=True)
-class JobState:
-    kind: Kind
-    attempts: int
-    running: bool
-    done: bool
 
 
 def unblocked() -> list[sa.ColumnElement[bool]]:
@@ -188,13 +179,12 @@ class JobTable:
             value = (await db.execute(query)).scalar()
         return None if value is None else float(value)
 
-    async def state(self, job_id: int) -> JobState | None:
+    async def ended(self, job_id: int) -> bool:
+        """Whether the job has ended (a job that does not exist has)."""
         async with self._reading() as db:
-            row = (await db.execute(sa.select(jobs).where(jobs.c.id == job_id))).first()
-        if row is None:
-            return None
-        return JobState(Kind(row.kind), row.attempts, row.lease_until > 0,
-                        row.done_at is not None)
+            done_at = (await db.execute(sa.select(jobs.c.id, jobs.c.done_at)
+                                        .where(jobs.c.id == job_id))).first()
+        return done_at is None or done_at.done_at is not None
 
     async def open_jobs(self, request_id: str | None = None) -> list[Job]:
         query = sa.select(jobs).where(jobs.c.done_at.is_(None)).order_by(jobs.c.id)

@@ -103,23 +103,24 @@ def stored_status(db: Path) -> list[tuple[str, int]]:
         return list(conn.execute("SELECT status, announced FROM requests"))
 
 
-def until_stored(db: Path, status: str) -> None:
-    """The bot records a result within milliseconds of OKX's answer; kill it after that."""
+def until(check: Callable[[], object]) -> None:
+    """The bot records each step within milliseconds; kill it once `check()` sees it."""
     deadline = time.monotonic() + 10
-    while [row[0] for row in stored_status(db)] != [status]:
-        assert time.monotonic() < deadline, stored_status(db)
+    while not check():
+        assert time.monotonic() < deadline
         time.sleep(0.02)  # another process writes it; nothing to wait on but the file
+
+
+def until_stored(db: Path, status: str) -> None:
+    until(lambda: [row[0] for row in stored_status(db)] == [status])
 
 
 def until_job_done(db: Path, kind: str) -> None:
-    deadline = time.monotonic() + 10
-    query = "SELECT count(*) FROM jobs WHERE kind = ? AND done_at IS NOT NULL"
-    while True:
+    def done() -> bool:
         with contextlib.closing(sqlite3.connect(db)) as conn:
-            if conn.execute(query, (kind,)).fetchone()[0]:
-                return
-        assert time.monotonic() < deadline
-        time.sleep(0.02)  # another process writes it; nothing to wait on but the file
+            return bool(conn.execute("SELECT count(*) FROM jobs WHERE kind = ? AND"
+                                     " done_at IS NOT NULL", (kind,)).fetchone()[0])
+    until(done)
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
