@@ -20,10 +20,11 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 import handlers
 from bot import credentials, http_server
+from bot.accounts import Account
 from bot.approvals import Rules
 from bot.config import ConfigError, Settings
 from bot.connections import ConnectionGuard
-from bot.credentials import Account, CredentialsError
+from bot.credentials import CredentialsError
 from bot.dblock import DatabaseInUse, DatabaseLock
 from bot.http_server import BODY_SECONDS
 from bot.inflight import Inflight
@@ -34,6 +35,7 @@ from bot.store import Store
 from bot.worker import Worker
 from handlers.announce import Announcer
 from handlers.background import expire_forever
+from handlers.blocks import mentions
 from handlers.work import JobRunner
 from okx import OkxClient
 
@@ -48,16 +50,16 @@ class Runtime:
     app: AsyncApp
     service: AutoRepay
     worker: Worker
-    clients: dict[Account, OkxClient]
+    clients: dict[str, OkxClient]  # by account name
     inflight: Inflight
-    missing: dict[Account, str] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
     lock: DatabaseLock | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     retired: list[OkxClient] = field(default_factory=list)  # accounts OKX refused at start
     ready: bool = False
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def retire(self, account: Account, reason: str) -> None:
+    def retire(self, account: str, reason: str) -> None:
         """Make an account unavailable (its key was refused); the others keep working."""
         client = self.clients.pop(account, None)
         if client is not None:
@@ -112,10 +114,11 @@ class Runtime:
             self.lock.release()
 
 
-def credential_problems(environ: Mapping[str, str]) -> list[str]:
+def credential_problems(accounts: tuple[Account, ...],
+                        environ: Mapping[str, str]) -> list[str]:
     """Why no account has credentials; empty when at least one has."""
     errors = []
-    for account in Account:
+    for account in accounts:
         try:
             credentials.load(account, environ)
         except CredentialsError as exc:
@@ -126,21 +129,23 @@ def credential_problems(environ: Mapping[str, str]) -> list[str]:
 
 
 def okx_clients(settings: Settings, environ: Mapping[str, str],
-                **okx_options: Any) -> tuple[dict[Account, OkxClient], dict[Account, str]]:
-    clients: dict[Account, OkxClient] = {}
-    missing: dict[Account, str] = {}
-    for account in Account:
+                **okx_options: Any) -> tuple[dict[str, OkxClient], dict[str, str]]:
+    """A client per account with credentials (by name), and why the others have none.
+    Accounts that share an OKX uid share its rate limits (okx.ratelimit)."""
+    clients: dict[str, OkxClient] = {}
+    missing: dict[str, str] = {}
+    for account in settings.accounts:
         try:
             creds = credentials.load(account, environ)
         except CredentialsError as exc:
-            missing[account] = str(exc)
+            missing[account.name] = str(exc)
             continue
-        clients[account] = OkxClient(creds, demo=account.is_demo,
-                                     base_url=settings.okx_base_url, **okx_options)
+        clients[account.name] = OkxClient(creds, demo=account.is_demo,
+                                          base_url=settings.okx_base_url, **okx_options)
     if not clients:
         raise ConfigError(list(missing.values()))
-    for account, reason in missing.items():
-        log.warning("%s account unavailable: %s", account, reason)
+    for name, reason in missing.items():
+        log.warning("%s account unavailable: %s", name, reason)
     return clients, missing
 
 
@@ -220,16 +225,23 @@ async def build(settings: Settings, environ: Mapping[str, str], *,
         return [str(user) for user in users]
 
     policy = Policy(requesters=settings.requesters, approvers=settings.approvers,
+                    per_account={name: (access.requesters, access.approvers)
+                                 for name, access in settings.per_account.items()},
                     allowed_channels=settings.allowed_channels, group_members=group_members)
     service = AutoRepay(
-        store=store, policy=policy, clients=clients, missing=missing,
+        store=store, policy=policy, accounts=settings.accounts, clients=clients,
+        missing=missing,
         rules=Rules(settings.approvals_required, settings.allow_self_approval),
         ttl=settings.approval_ttl, approval_channel=settings.approval_channel, clock=clock)
-    worker = Worker(store.jobs, JobRunner(service, Announcer(client)), clock=clock)
+    def approvers(account: Account) -> str:
+        return mentions(settings.access(account).approvers) if settings.mention_approvers \
+            else ""
+
+    worker = Worker(store.jobs, JobRunner(service, Announcer(client, approvers)), clock=clock)
     service.jobs_added = worker.wake
     service.claimant, service.run_claimed = worker.claimant, worker.run_claimed
     inflight = Inflight()
-    handlers.register(app, service, worker, inflight)
+    handlers.register(app, service, worker, inflight, require_reason=settings.require_reason)
 
     @app.error
     async def unexpected(error: Exception, body: dict[str, Any]) -> None:

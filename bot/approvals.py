@@ -5,6 +5,7 @@
        ├──deny──▶ denied
        ├──TTL passes──▶ expired
        ├──a request for the opposite value is made──▶ superseded
+       ├──the requester or an approver withdraws it──▶ cancelled
        └──approval message could not be posted──▶ failed
 
 `decide()` is pure: given a request as stored and a click, it says what happens. The
@@ -16,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from bot.credentials import Account
+from bot.accounts import Account
 
 
 class Status(StrEnum):
@@ -27,6 +28,7 @@ class Status(StrEnum):
     FAILED = "failed"
     DONE = "done"
     SUPERSEDED = "superseded"
+    CANCELLED = "cancelled"
 
 
 OPEN = frozenset({Status.PENDING, Status.APPROVED})  # at most one per account
@@ -35,7 +37,7 @@ OPEN = frozenset({Status.PENDING, Status.APPROVED})  # at most one per account
 NEXT: dict[Status, frozenset[Status]] = {
     # pending → failed: the approval message could not be posted
     Status.PENDING: frozenset({Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.FAILED,
-                               Status.SUPERSEDED}),
+                               Status.SUPERSEDED, Status.CANCELLED}),
     Status.APPROVED: frozenset({Status.DONE, Status.FAILED}),
 }
 
@@ -64,6 +66,7 @@ class ChangeRequest:
     okx_uid: str = ""
     okx_label: str = ""
     superseded_by: str = ""
+    reason: str = ""  # why the requester asks (may be empty)
 
     def moved_to(self, status: Status, **changes: object) -> ChangeRequest:
         if status not in NEXT.get(self.status, frozenset()):
@@ -142,6 +145,14 @@ def admit(open_request: ChangeRequest | None, desired: bool) -> Admission:
     if open_request.desired == desired:
         return Admission.DUPLICATE
     return Admission.SUPERSEDES
+
+
+def cancel(request: ChangeRequest, user: str, now: float) -> ChangeRequest | None:
+    """The request withdrawn by `user` (already known to be its requester or an
+    approver); None when it is no longer pending (decided, or past its TTL)."""
+    if request.status is not Status.PENDING or request.is_expired(now):
+        return None
+    return request.moved_to(Status.CANCELLED, decided_by=user)
 
 
 def expire(request: ChangeRequest, now: float) -> ChangeRequest | None:

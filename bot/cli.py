@@ -1,5 +1,8 @@
-"""python -m bot [--http] [--port N]            run the bot
-python -m bot credentials set|delete|check [--demo]   manage OKX keys in the OS keyring
+"""python -m bot [--http] [--port N]                                 run the bot
+python -m bot credentials set|delete|check [--account NAME | --demo]
+                                  an account's OKX key in the OS keyring (default: live)
+python -m bot audit [--since DATE] [--until DATE] [--account NAME] [--format jsonl|csv]
+                                  the audit log on stdout, oldest first (reads AUTOREPAY_DB)
 """
 
 from __future__ import annotations
@@ -16,8 +19,6 @@ from dotenv import load_dotenv
 from dotenv.parser import parse_stream
 
 from bot.config import report
-from bot.credentials import Account
-from bot.credentials_cli import manage_credentials
 
 
 def parser() -> argparse.ArgumentParser:
@@ -26,9 +27,25 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--http", action="store_true", help="HTTP mode even if SLACK_APP_TOKEN")
     root.add_argument("--port", type=int, help="HTTP port (default: PORT or 3000)")
     sub = root.add_subparsers(dest="command")
-    creds = sub.add_parser("credentials", help="manage OKX credentials in the OS keyring")
+    creds = sub.add_parser("credentials",
+                           help="manage an account's OKX credentials in the OS keyring")
     creds.add_argument("action", choices=["set", "delete", "check"])
-    creds.add_argument("--demo", action="store_true", help="the demo-trading account")
+    creds.add_argument("--account", metavar="NAME",
+                       help="one of the accounts AUTOREPAY_ACCOUNTS names (default: live)")
+    creds.add_argument("--demo", action="store_true", help="short for --account demo")
+    audit = sub.add_parser(
+        "audit", help="print the audit log (JSON Lines or CSV)",
+        description="The audit log on stdout, oldest first: at (UTC), event, actor, "
+                    "request_id, account, detail. Reads AUTOREPAY_DB (default autorepay.db) "
+                    "and nothing else; works beside the running bot.")
+    audit.add_argument("--since", metavar="DATE",
+                       help="from this moment on: YYYY-MM-DD or an ISO 8601 date-time "
+                            "(UTC unless it has Z or an offset)")
+    audit.add_argument("--until", metavar="DATE",
+                       help="before this moment; a bare date includes that whole day")
+    audit.add_argument("--account", metavar="NAME", help="only this account's records")
+    audit.add_argument("--format", choices=["jsonl", "csv"], default="jsonl",
+                       help="JSON Lines (default) or CSV with a header row")
     return root
 
 
@@ -38,12 +55,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problems:
         return report(problems)
     environ = dict(os.environ)
-    if args.command == "credentials":
-        # A person at a prompt: Ctrl-C is KeyboardInterrupt again (exit 130), SIGTERM ends.
+    if args.command in ("credentials", "audit"):
+        # A person at a prompt or a pipe: Ctrl-C is KeyboardInterrupt again (exit 130),
+        # SIGTERM ends.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        account = Account.DEMO if args.demo else Account.LIVE
-        return manage_credentials(args.action, account, environ)
+    if args.command == "credentials":
+        from bot.credentials_cli import credentials_command
+
+        return credentials_command(args.action, args.account, args.demo, environ)
+    if args.command == "audit":
+        from bot.audit_cli import export_audit  # no Slack or OKX settings needed
+
+        return export_audit(environ, since=args.since, until=args.until,
+                            account=args.account, fmt=args.format)
     return run(environ, force_http=args.http, port=args.port)
 
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.accounts import CLASHES, Account, read_accounts
+
 USER_OR_GROUP = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -38,6 +40,14 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class Access:
+    """Who may ask for changes to an account, and who may approve them."""
+
+    requesters: tuple[str, ...]
+    approvers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Settings:
     slack_bot_token: str = field(repr=False)
     slack_signing_secret: str = field(repr=False)
@@ -57,6 +67,15 @@ class Settings:
     log_level: str = "INFO"
     max_connections: int = 256
     force_http: bool = False  # --http: serve HTTP even when SLACK_APP_TOKEN is set
+    accounts: tuple[Account, ...] = (Account.LIVE, Account.DEMO)
+    # AUTOREPAY_<NAME>_REQUESTERS / _APPROVERS: replace the global lists for that account.
+    per_account: Mapping[str, Access] = field(default_factory=dict)
+    require_reason: bool = False
+    mention_approvers: bool = True
+
+    def access(self, account: Account) -> Access:
+        return self.per_account.get(account.name,
+                                    Access(self.requesters, self.approvers))
 
     @property
     def socket_mode(self) -> bool:
@@ -104,8 +123,8 @@ class _Reader:
             self.problems.append(f"{name}={value!r} must be a URL starting with https://")
         return value
 
-    def boolean(self, name: str) -> bool:
-        raw = self.text(name, "false").lower()
+    def boolean(self, name: str, default: bool = False) -> bool:
+        raw = self.text(name, "true" if default else "false").lower()
         if raw not in ("true", "false", "1", "0", "yes", "no"):
             self.problems.append(f"{name}={raw!r} must be true or false")
         return raw in ("true", "1", "yes")
@@ -160,12 +179,19 @@ def read_settings(environ: Mapping[str, str], *, force_http: bool = False,
         r.problems.append(f"AUTOREPAY_APPROVAL_CHANNEL={channel!r} is not a channel ID "
                           "(C… or G…; in Slack: channel details → About → Channel ID)")
     people = "user IDs (U…, W…) or user group IDs (S…), comma-separated"
+    accounts, account_problems = read_accounts(environ.get("AUTOREPAY_ACCOUNTS"))
+    r.problems.extend(account_problems)
     requesters = r.ids("AUTOREPAY_REQUESTERS", USER_OR_GROUP, people)
     approvers = r.ids("AUTOREPAY_APPROVERS", USER_OR_GROUP, people)
-    if not requesters and "AUTOREPAY_REQUESTERS" not in r.placeholders:
-        r.problems.append(f"AUTOREPAY_REQUESTERS is not set: {people} who may ask")
-    if not approvers and "AUTOREPAY_APPROVERS" not in r.placeholders:
-        r.problems.append(f"AUTOREPAY_APPROVERS is not set: {people} who may approve")
+    per_account = _per_account(r, accounts, people, Access(requesters, approvers))
+    for role, found, what in (("REQUESTERS", requesters, "who may ask"),
+                              ("APPROVERS", approvers, "who may approve")):
+        name = f"AUTOREPAY_{role}"
+        uncovered = [a for a in accounts if not r.environ.get(f"AUTOREPAY_{a.variable}_{role}")]
+        if not found and uncovered and name not in r.placeholders:
+            r.problems.append(f"{name} is not set: {people} {what} (or set "
+                              f"AUTOREPAY_<ACCOUNT>_{role} for "
+                              f"{', '.join(a.name for a in uncovered)})")
     settings = Settings(
         slack_bot_token=bot_token,
         slack_signing_secret=signing_secret,
@@ -185,10 +211,40 @@ def read_settings(environ: Mapping[str, str], *, force_http: bool = False,
         log_level=_log_level(r),
         max_connections=r.integer("AUTOREPAY_MAX_CONNECTIONS", 256, minimum=8, maximum=10000),
         force_http=force_http,
+        accounts=accounts or (Account.LIVE, Account.DEMO),
+        per_account=per_account,
+        require_reason=r.boolean("AUTOREPAY_REQUIRE_REASON"),
+        mention_approvers=r.boolean("AUTOREPAY_MENTION_APPROVERS", default=True),
     )
     _check_db_path(settings.db_path, r.problems)
     r.problems.extend(quorum_problems(settings))
     return settings, r.problems
+
+
+PER_ACCOUNT = re.compile(r"^AUTOREPAY_(\w+)_(REQUESTERS|APPROVERS)$")
+SETTINGS_LIKE_PER_ACCOUNT = frozenset(CLASHES.values())  # shaped like one, but a setting
+
+
+def _per_account(r: _Reader, accounts: tuple[Account, ...], people: str,
+                 everyone: Access) -> dict[str, Access]:
+    """AUTOREPAY_<NAME>_REQUESTERS / _APPROVERS, for the accounts that have them. One
+    naming no configured account is an error: a typo would otherwise go unnoticed."""
+    known = {account.variable for account in accounts}
+    for name in sorted(r.environ):
+        match = PER_ACCOUNT.match(name)
+        if match and match[1] not in known and r.environ[name].strip() and \
+                name not in SETTINGS_LIKE_PER_ACCOUNT:
+            r.problems.append(f"{name}: there is no account {match[1].lower()!r} in "
+                              f"AUTOREPAY_ACCOUNTS ({', '.join(a.name for a in accounts)})")
+    access = {}
+    for account in accounts:
+        names = [f"AUTOREPAY_{account.variable}_{role}" for role in ("REQUESTERS", "APPROVERS")]
+        if not any(r.environ.get(name, "").strip() for name in names):
+            continue
+        requesters, approvers = (r.ids(name, USER_OR_GROUP, people) for name in names)
+        access[account.name] = Access(requesters or everyone.requesters,
+                                      approvers or everyone.approvers)
+    return access
 
 
 def _port(r: _Reader, flag: int | None) -> int:
@@ -200,23 +256,35 @@ def _port(r: _Reader, flag: int | None) -> int:
 
 
 def quorum_problems(settings: Settings) -> list[str]:
-    """Approval quorums that can never be reached. With user groups among the approvers
-    the members are only known at run time, so only plain user lists are judged."""
+    """Approval quorums that can never be reached, account by account."""
+    problems: list[str] = []
+    for account in settings.accounts:
+        for problem in _quorum(settings, settings.access(account), account):
+            if problem not in problems:
+                problems.append(problem)
+    return problems
+
+
+def _quorum(settings: Settings, access: Access, account: Account) -> list[str]:
+    """With user groups among the approvers the members are only known at run time, so
+    only plain user lists are judged."""
     required = settings.approvals_required
-    approvers = set(settings.approvers)
+    approvers = set(access.approvers)
+    where = "AUTOREPAY_APPROVERS" if account.name not in settings.per_account else \
+        f"AUTOREPAY_{account.variable}_APPROVERS"
     if not approvers or any(a.startswith("S") for a in approvers):
         return []
     if len(approvers) < required:
         return [f"AUTOREPAY_APPROVALS_REQUIRED={required} can never be reached: "
-                f"AUTOREPAY_APPROVERS names {len(approvers)} user(s) and no user group"]
+                f"{where} names {len(approvers)} user(s) and no user group"]
     if settings.allow_self_approval:
         return []
-    stuck = [user for user in settings.requesters
+    stuck = [user for user in access.requesters
              if not user.startswith("S") and len(approvers - {user}) < required]
     if stuck:
         return [f"AUTOREPAY_APPROVALS_REQUIRED={required} can never be reached for requests "
                 f"by {', '.join(stuck)}: they may not approve their own request and "
-                "AUTOREPAY_APPROVERS has too few other users (set "
+                f"{where} has too few other users (set "
                 "AUTOREPAY_ALLOW_SELF_APPROVAL=true or add approvers)"]
     return []
 

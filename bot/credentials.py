@@ -1,4 +1,5 @@
-"""OKX credentials: the OS keyring first (service `autorepay-bot`), then the environment.
+"""OKX credentials: the OS keyring first (service `autorepay-bot`, one entry per account
+name), then the environment (OKX_<NAME>_API_KEY, …; `live` also reads OKX_API_*).
 
 A machine without a usable keyring backend falls back to the environment quietly.
 """
@@ -8,33 +9,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from enum import StrEnum
 
 import keyring
 from keyring.errors import KeyringError, PasswordDeleteError
 
+from bot.accounts import Account
 from okx import Credentials
 
 SERVICE = "autorepay-bot"
 log = logging.getLogger("bot.credentials")
-
-
-class Account(StrEnum):
-    LIVE = "live"
-    DEMO = "demo"
-
-    @property
-    def is_demo(self) -> bool:
-        return self is Account.DEMO
-
-    @property
-    def env_names(self) -> tuple[str, str, str]:
-        prefix = "OKX_DEMO_" if self.is_demo else "OKX_"
-        return (f"{prefix}API_KEY", f"{prefix}API_SECRET", f"{prefix}API_PASSPHRASE")
-
-    @property
-    def set_command(self) -> str:
-        return "python -m bot credentials set" + (" --demo" if self.is_demo else "")
 
 
 class CredentialsError(Exception):
@@ -59,7 +42,7 @@ def load(account: Account, environ: Mapping[str, str]) -> Credentials:
 def ensure_keyring(account: Account) -> None:
     """Fail before anyone types a secret if there is nowhere to keep it."""
     try:
-        keyring.get_password(SERVICE, account.value)
+        keyring.get_password(SERVICE, account.name)
     except KeyringError:
         raise KeyringUnavailable(_no_keyring(account)) from None
 
@@ -68,7 +51,7 @@ def save(account: Account, credentials: Credentials) -> None:
     blob = json.dumps({"api_key": credentials.api_key, "secret": credentials.secret,
                        "passphrase": credentials.passphrase})
     try:
-        keyring.set_password(SERVICE, account.value, blob)
+        keyring.set_password(SERVICE, account.name, blob)
     except KeyringError:
         raise KeyringUnavailable(_no_keyring(account)) from None
 
@@ -76,7 +59,7 @@ def save(account: Account, credentials: Credentials) -> None:
 def delete(account: Account) -> bool:
     """Remove stored credentials; False when there were none."""
     try:
-        keyring.delete_password(SERVICE, account.value)
+        keyring.delete_password(SERVICE, account.name)
     except PasswordDeleteError:
         return False
     except KeyringError:
@@ -86,7 +69,7 @@ def delete(account: Account) -> bool:
 
 def _from_keyring(account: Account) -> Credentials | None:
     try:
-        blob = keyring.get_password(SERVICE, account.value)
+        blob = keyring.get_password(SERVICE, account.name)
     except KeyringError:
         raise KeyringUnavailable(_no_keyring(account)) from None
     if not blob:
@@ -102,21 +85,26 @@ def _from_keyring(account: Account) -> Credentials | None:
 
 def _from_environment(account: Account, environ: Mapping[str, str], *,
                       keyring_usable: bool) -> Credentials:
-    names = account.env_names
-    values = [environ.get(name, "").strip() for name in names]
-    if all(values):
-        return Credentials(*values)
-    if any(values):
-        missing = ", ".join(n for n, v in zip(names, values, strict=True) if not v)
-        raise CredentialsError(f"OKX {account} credentials are incomplete: {missing} not set")
+    for names in account.env_name_sets:
+        values = [environ.get(name, "").strip() for name in names]
+        if all(values):
+            return Credentials(*values)
+        if any(values):
+            missing = ", ".join(n for n, v in zip(names, values, strict=True) if not v)
+            raise CredentialsError(f"OKX {account} credentials are incomplete: {missing} "
+                                   "not set")
+    wanted = _names(account)
     if not keyring_usable:  # `credentials set` cannot work here: name the variables only
         raise CredentialsError(f"No OKX {account} credentials and no usable keyring on this "
-                               f"machine: set {', '.join(names)} in the environment")
-    raise CredentialsError(
-        f"No OKX {account} credentials: run `{account.set_command}` "
-        f"or set {', '.join(names)}")
+                               f"machine: set {wanted} in the environment")
+    raise CredentialsError(f"No OKX {account} credentials: run `{account.set_command}` "
+                           f"or set {wanted}")
+
+
+def _names(account: Account) -> str:
+    return " or ".join(", ".join(names) for names in account.env_name_sets)
 
 
 def _no_keyring(account: Account) -> str:
-    names = ", ".join(account.env_names)
-    return f"No usable keyring on this machine: set {names} in the environment instead"
+    return (f"No usable keyring on this machine: set {_names(account)} in the environment "
+            "instead")

@@ -1,4 +1,9 @@
-"""`python -m bot credentials set|delete|check [--demo]`: OKX keys in the OS keyring.
+"""`python -m bot credentials set|delete|check [--account NAME | --demo]`: an account's OKX
+key in the OS keyring (one entry per account name).
+
+NAME is one of the accounts AUTOREPAY_ACCOUNTS configures (any case; default `live`);
+`--demo` is short for `--account demo`. `check` talks to OKX as the account is
+configured: a `:demo` account through OKX's demo trading.
 
 Every way a person can end a command early or get something wrong (Ctrl-C, Ctrl-D, no
 keyring, no credentials, OKX away) ends in one line on stderr and a non-zero exit:
@@ -17,11 +22,13 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from bot import credentials
-from bot.config import ConfigError, okx_base_url
-from bot.credentials import Account, CredentialsError
+from bot import accounts, credentials
+from bot.accounts import Account
+from bot.config import ConfigError, okx_base_url, report
+from bot.credentials import CredentialsError
 from okx import AccountConfig, Credentials, OkxClient, OkxError, RetryPolicy
 
+DEFAULT_ACCOUNT = "live"  # without --account (or --demo)
 CONFIG_EXIT = 2
 FAILED_EXIT = 1
 INTERRUPTED_EXIT = 130
@@ -35,6 +42,38 @@ class Cancelled(Exception):
     def __init__(self, exit_code: int) -> None:
         super().__init__("cancelled; nothing was stored")
         self.exit_code = exit_code
+
+
+class UnknownAccount(Exception):
+    """--account names no configured account (or contradicts --demo); one line."""
+
+
+def credentials_command(action: str, name: str | None, demo: bool,
+                        environ: Mapping[str, str]) -> int:
+    """The command as typed: the account chosen by name among those configured."""
+    configured, problems = accounts.configured(environ)
+    if problems:
+        return report(problems)
+    try:
+        account = choose_account(configured, name, demo)
+    except UnknownAccount as exc:
+        return _stop(str(exc), CONFIG_EXIT)
+    return manage_credentials(action, account, environ)
+
+
+def choose_account(configured: tuple[Account, ...], name: str | None, demo: bool) -> Account:
+    """The configured account `--account NAME` / `--demo` (its alias) chooses."""
+    if demo and name is not None and name.strip().lower() != Account.DEMO.name:
+        raise UnknownAccount(f"--demo is short for --account demo: use --account {name} "
+                             "without --demo")
+    wanted = Account.DEMO.name if demo else (name or DEFAULT_ACCOUNT).strip()
+    account = accounts.find(configured, wanted)
+    if account is not None:
+        return account
+    default = " (the default without --account)" if name is None and not demo else ""
+    names = ", ".join(a.name for a in configured)
+    raise UnknownAccount(f"there is no account {wanted.lower()!r}{default}: the accounts are "
+                         f"{names} (AUTOREPAY_ACCOUNTS sets them)")
 
 
 def manage_credentials(action: str, account: Account, environ: Mapping[str, str]) -> int:
@@ -72,7 +111,9 @@ def _stop(message: str, exit_code: int, *, after_prompt: bool = False) -> int:
 
 def prompt_credentials(account: Account) -> Credentials:
     """Three answers from the person; Cancelled on Ctrl-C or at the end of the input."""
-    print(f"OKX {account} API key (from okx.com → API; the input of the last two is hidden)")
+    kind = " for demo trading" if account.demo else ""
+    print(f"OKX {account} API key{kind} (from okx.com → API; the input of the last two is "
+          "hidden)")
     try:
         values = (ask("API key: "), ask("Secret key: ", hidden=True),
                   ask("Passphrase: ", hidden=True))
@@ -136,8 +177,8 @@ def _quiet(logger_name: str) -> Iterator[None]:
 
 
 def _show(account: Account, config: AccountConfig) -> None:
-    print(f"OKX {account} account: uid {config.uid}" + (f" ({config.label})" if config.label
-                                                        else ""))
+    print(f"OKX {account} account{' (demo trading)' if account.demo else ''}: "
+          f"uid {config.uid}" + (f" ({config.label})" if config.label else ""))
     print(f"  account mode: {config.mode_name}, borrowing "
           f"{'enabled' if config.enable_spot_borrow else 'disabled'}")
     print(f"  permissions:  {', '.join(config.perm) or 'none reported'}")

@@ -44,7 +44,7 @@ async def prepare(environ: Mapping[str, str], *, force_http: bool, port: int | N
             **build_options: Any) -> Prepared:
     """The runtime and its socket, or ConfigError with every problem found."""
     settings, problems = read_settings(environ, force_http=force_http, port=port)
-    problems.extend(credential_problems(environ))
+    problems.extend(credential_problems(settings.accounts, environ))
     logging.getLogger().setLevel(settings.log_level)
     cap_library_logs()
     variables_ok = not problems

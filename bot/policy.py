@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -63,6 +63,11 @@ NOT_AN_APPROVER = Refusal(
     "should be.", operator_hint="AUTOREPAY_APPROVERS")
 
 
+NOT_A_CANCELLER = Refusal(
+    "Only the person who asked or an approver of that account may cancel a request.",
+    operator_hint="AUTOREPAY_APPROVERS")
+
+
 def membership_unchecked(unknown: MembershipUnknown) -> Refusal:
     return Refusal(
         "I couldn't check your membership of the Slack user groups allowed to do this "
@@ -84,6 +89,7 @@ class Policy:
         *,
         requesters: Iterable[str],
         approvers: Iterable[str],
+        per_account: Mapping[str, tuple[Iterable[str], Iterable[str]]] | None = None,
         allowed_channels: Iterable[str] = (),
         group_members: GroupLookup,
         cache_ttl: float = 60.0,
@@ -93,6 +99,9 @@ class Policy:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._members = {Role.REQUESTER: tuple(requesters), Role.APPROVER: tuple(approvers)}
+        # AUTOREPAY_<NAME>_REQUESTERS / _APPROVERS: replace the lists above for an account.
+        self._per_account = {name: {Role.REQUESTER: tuple(asks), Role.APPROVER: tuple(oks)}
+                             for name, (asks, oks) in (per_account or {}).items()}
         self._channels = frozenset(allowed_channels)
         self._lookup = group_members
         self._cache_ttl = cache_ttl
@@ -103,10 +112,19 @@ class Policy:
         self._known: dict[str, Members] = {}
         self._lookups: dict[str, asyncio.Task[None]] = {}  # the one in flight per group
 
-    async def has_role(self, user: str, *roles: Role) -> bool:
-        """Whether `user` holds any of `roles`. Raises MembershipUnknown when the answer
-        hangs on user groups that cannot be resolved now."""
-        entries = [entry for role in roles for entry in self._members[role]]
+    def _entries(self, roles: tuple[Role, ...], account: str | None) -> list[str]:
+        """Who holds `roles` for `account`; for None, for any account at all."""
+        if account is not None:
+            lists = [self._per_account.get(account, self._members)]
+        else:
+            lists = [self._members, *self._per_account.values()]
+        return [entry for members in lists for role in roles for entry in members[role]]
+
+    async def has_role(self, user: str, *roles: Role, account: str | None = None) -> bool:
+        """Whether `user` holds any of `roles` for `account` (None: for any account).
+        Raises MembershipUnknown when the answer hangs on user groups that cannot be
+        resolved now."""
+        entries = self._entries(roles, account)
         if user in entries:
             return True
         unknown = []
@@ -120,25 +138,52 @@ class Policy:
             raise MembershipUnknown(unknown)
         return False
 
-    async def may_request(self, user: str, channel: str) -> Refusal | None:
+    async def may_request(self, user: str, channel: str, account: str) -> Refusal | None:
         if refusal := self._channel_refusal(channel):
             return refusal
-        return await self._check(user, (Role.REQUESTER,), NOT_A_REQUESTER)
+        return await self._check(user, (Role.REQUESTER,), account, NOT_A_REQUESTER)
 
-    async def may_view(self, user: str, channel: str) -> Refusal | None:
+    async def may_view(self, user: str, channel: str,
+                       account: str | None = None) -> Refusal | None:
+        """For one account; for None, whether the user may see any account at all."""
         if refusal := self._channel_refusal(channel):
             return refusal
-        return await self._check(user, (Role.REQUESTER, Role.APPROVER), NOT_A_VIEWER)
+        return await self._check(user, (Role.REQUESTER, Role.APPROVER), account,
+                                 NOT_A_VIEWER)
 
-    async def may_approve(self, user: str) -> Refusal | None:
-        return await self._check(user, (Role.APPROVER,), NOT_AN_APPROVER)
+    async def may_approve(self, user: str, account: str) -> Refusal | None:
+        return await self._check(user, (Role.APPROVER,), account, NOT_AN_APPROVER)
 
-    async def _check(self, user: str, roles: tuple[Role, ...],
+    async def may_cancel(self, user: str, channel: str, requester: str,
+                         account: str) -> Refusal | None:
+        if refusal := self._channel_refusal(channel):
+            return refusal
+        if user == requester:
+            return None
+        return await self._check(user, (Role.APPROVER,), account, NOT_A_CANCELLER)
+
+    async def viewable(self, user: str, accounts: Iterable[str]) -> list[str]:
+        """The accounts among `accounts` that `user` may see (status, pending, history);
+        one whose membership can't be checked now is left out."""
+        seen = []
+        for account in accounts:
+            if await self._check(user, (Role.REQUESTER, Role.APPROVER), account,
+                                 NOT_A_VIEWER) is None:
+                seen.append(account)
+        return seen
+
+    async def _check(self, user: str, roles: tuple[Role, ...], account: str | None,
                      refusal: Refusal) -> Refusal | None:
         try:
-            return None if await self.has_role(user, *roles) else refusal
+            if await self.has_role(user, *roles, account=account):
+                return None
         except MembershipUnknown as unknown:
             return membership_unchecked(unknown)
+        if account in self._per_account:  # its own lists decided: name them in the log
+            variable = account.upper().replace("-", "_")
+            hint = refusal.operator_hint.replace("AUTOREPAY_", f"AUTOREPAY_{variable}_")
+            return Refusal(refusal.reason, hint)
+        return refusal
 
     def _channel_refusal(self, channel: str) -> Refusal | None:
         if not self._channels or channel in self._channels:

@@ -5,14 +5,15 @@ Handlers call this and render what it returns; nothing here knows about Slack.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from bot.accounts import Account
 from bot.approvals import Admission, ChangeRequest, Outcome, Rules, Status
-from bot.credentials import Account
 from bot.jobs import Job
 from bot.policy import Policy, Refusal
 from bot.store import Store
@@ -78,6 +79,26 @@ class AlreadyOpen:
     busy: bool
 
 
+@dataclass(frozen=True)
+class Overview:
+    """`status` without an account: every account the user may see, one line each."""
+
+    states: list[AccountState | Unavailable]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """`pending` or `history`: requests of the accounts the user may see."""
+
+    requests: list[ChangeRequest]
+    accounts: list[Account]  # the accounts looked at
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    request: ChangeRequest  # as it is now: cancelled, or what it was when asked
+
+
 StatusResult = AccountState | Unavailable | Refusal
 RequestResult = (Requested | AlreadyOpen | NoChangeNeeded | NotApplicable | Unavailable
                  | Refusal)
@@ -93,8 +114,9 @@ class AutoRepay:
         *,
         store: Store,
         policy: Policy,
-        clients: Mapping[Account, OkxClient],
-        missing: Mapping[Account, str],
+        accounts: tuple[Account, ...],
+        clients: Mapping[str, OkxClient],
+        missing: Mapping[str, str],
         rules: Rules,
         ttl: float,
         approval_channel: str,
@@ -105,6 +127,7 @@ class AutoRepay:
         self.policy = policy
         self.rules = rules
         self.clock = clock
+        self.accounts = accounts
         self._clients = clients
         self._missing = missing
         self._ttl = ttl
@@ -117,16 +140,69 @@ class AutoRepay:
         self.run_claimed: Callable[[Job], None] = lambda job: None
 
     async def status(self, user: str, channel: str, account: Account) -> StatusResult:
-        if refusal := await self.policy.may_view(user, channel):
-            await self._refused(user, "status", refusal, account=account.value)
+        if refusal := await self.policy.may_view(user, channel, account.name):
+            await self._refused(user, "status", refusal, account=account.name)
             return refusal
         config = await self._read(account)
         return config if isinstance(config, Unavailable) else AccountState(account, config)
 
+    async def overview(self, user: str, channel: str) -> Overview | Refusal:
+        """Every account the user may see, read from OKX at the same time."""
+        accounts = await self._viewable(user, channel, "status")
+        if isinstance(accounts, Refusal):
+            return accounts
+        configs = await asyncio.gather(*(self._read(account) for account in accounts))
+        return Overview([config if isinstance(config, Unavailable) else
+                         AccountState(account, config)
+                         for account, config in zip(accounts, configs, strict=True)])
+
+    async def pending(self, user: str, channel: str) -> Listing | Refusal:
+        accounts = await self._viewable(user, channel, "pending")
+        if isinstance(accounts, Refusal):
+            return accounts
+        found = await self.store.pending([a.name for a in accounts], self.clock())
+        return Listing(found, accounts)
+
+    async def history(self, user: str, channel: str, account: Account | None,
+                      count: int) -> Listing | Refusal:
+        accounts = await self._viewable(user, channel, "history", account)
+        if isinstance(accounts, Refusal):
+            return accounts
+        found = await self.store.finished([a.name for a in accounts], count)
+        return Listing(found, accounts)
+
+    async def cancel(self, user: str, channel: str, request_id: str
+                     ) -> Cancelled | Refusal:
+        """The requester or an approver of the account withdraws a pending request."""
+        request = await self.store.get(request_id)
+        if request is None:
+            return Refusal(f"There is no request `{request_id}`. `/autorepay pending` "
+                           "lists the open ones.")
+        if refusal := await self.policy.may_cancel(user, channel, request.requester,
+                                                   request.account.name):
+            await self._refused(user, "cancel", refusal, request=request_id)
+            return refusal
+        cancelled = await self.store.cancel(request_id, user, self.clock()) or request
+        if cancelled.status is Status.CANCELLED and cancelled.decided_by == user:
+            self.jobs_added()
+            log.info("cancelled id=%s user=%s", request_id, user)
+        return Cancelled(cancelled)
+
+    async def _viewable(self, user: str, channel: str, what: str,
+                        account: Account | None = None) -> list[Account] | Refusal:
+        """The accounts (all, or `account`) this user may see; a refusal if none."""
+        wanted = [account] if account else list(self.accounts)
+        if refusal := await self.policy.may_view(user, channel,
+                                                 account.name if account else None):
+            await self._refused(user, what, refusal)
+            return refusal
+        names = await self.policy.viewable(user, [a.name for a in wanted])
+        return [a for a in wanted if a.name in names]
+
     async def request_change(self, user: str, channel: str, account: Account,
-                             desired: bool) -> RequestResult:
-        if refusal := await self.policy.may_request(user, channel):
-            await self._refused(user, "request", refusal, account=account.value, desired=desired)
+                             desired: bool, reason: str = "") -> RequestResult:
+        if refusal := await self.policy.may_request(user, channel, account.name):
+            await self._refused(user, "request", refusal, account=account.name, desired=desired)
             return refusal
         if applying := await self.store.applying(account):  # OKX's answer would be stale
             return AlreadyOpen(applying, busy=True)
@@ -142,7 +218,7 @@ class AutoRepay:
             id=self._new_id(), requester=user, account=account, desired=desired,
             status=Status.PENDING, created_at=now, expires_at=now + self._ttl,
             origin_channel=channel, approval_channel=self._approval_channel,
-            okx_uid=config.uid, okx_label=config.label)
+            okx_uid=config.uid, okx_label=config.label, reason=reason)
         added = await self.store.add(request, now)
         if added.admission in (Admission.DUPLICATE, Admission.BUSY):
             log.info("request refused id=%s requester=%s account=%s: %s is open (%s)",
@@ -173,7 +249,11 @@ class AutoRepay:
                     request.id, request.approval_channel, reason)
 
     async def click(self, user: str, request_id: str, approve: bool) -> Outcome | Refusal:
-        if refusal := await self.policy.may_approve(user):
+        request = await self.store.get(request_id)
+        if request is None:
+            return Refusal("This request is not known to the bot (it may have been made "
+                           "with another database).")
+        if refusal := await self.policy.may_approve(user, request.account.name):
             await self._refused(user, "approve" if approve else "deny", refusal, request=request_id)
             return refusal
         decided = await self.store.decide_claiming(
@@ -212,7 +292,7 @@ class AutoRepay:
         return expired
 
     async def _apply(self, request: ChangeRequest) -> ChangeRequest:
-        client = self._clients.get(request.account)
+        client = self._client(request.account)
         if client is None:
             warn("account unavailable", request.account, "credentials", request=request.id,
                  detail=self._missing_detail(request.account))
@@ -242,8 +322,13 @@ class AutoRepay:
         return request.moved_to(Status.DONE, result=config.auto_repay, okx_uid=config.uid,
                                 okx_label=config.label)
 
+    def _client(self, account: Account) -> OkxClient | None:
+        """The account's client, if it is configured as it was when asked about: a
+        request stored for a demo account never goes to a live one of the same name."""
+        return self._clients.get(account.name) if account in self.accounts else None
+
     async def _read(self, account: Account) -> AccountConfig | Unavailable:
-        client = self._clients.get(account)
+        client = self._client(account)
         if client is None:
             warn("account unavailable", account, "credentials",
                  detail=self._missing_detail(account))
@@ -255,11 +340,13 @@ class AutoRepay:
             return Unavailable(account, str(exc))
 
     def _missing_detail(self, account: Account) -> str:
-        return self._missing.get(account, "no OKX client for this account")
+        if account not in self.accounts:
+            return "not in AUTOREPAY_ACCOUNTS (or its :demo mark changed)"
+        return self._missing.get(account.name, "no OKX client for this account")
 
     async def _no_change(self, user: str, result: NoChangeNeeded | NotApplicable) -> RequestResult:
         event = "no_change_needed" if isinstance(result, NoChangeNeeded) else "not_applicable"
-        await self.store.audit(event, user, now=self.clock(), account=result.account.value,
+        await self.store.audit(event, user, now=self.clock(), account=result.account.name,
                          acct_lv=result.config.acct_lv, auto_repay=result.config.auto_repay)
         return result
 

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot.accounts import Account
 from bot.app import Runtime
-from bot.credentials import Account
 from bot.socket_link import CONNECT_ERRORS, CONNECT_TIMEOUT, backoff, describe
 from okx import OkxError, OkxRejectedError
 
@@ -73,11 +73,11 @@ async def _ask(variable: str, call: Callable[[], Awaitable[AsyncSlackResponse]]
 
 async def check_accounts(runtime: Runtime) -> list[str]:
     """Read each account once; retire those OKX refuses. Problems only if none is left."""
-    accounts = list(runtime.clients)
+    accounts = [a for a in runtime.settings.accounts if a.name in runtime.clients]
     results = await asyncio.gather(*(_check_account(runtime, a) for a in accounts))
     for account, refusal in zip(accounts, results, strict=True):
         if refusal is not None:
-            runtime.retire(account, refusal)
+            runtime.retire(account.name, refusal)
     if runtime.clients:
         return []
     return ["no OKX account can be used: "
@@ -87,7 +87,7 @@ async def check_accounts(runtime: Runtime) -> list[str]:
 async def _check_account(runtime: Runtime, account: Account) -> str | None:
     """None when usable (or OKX didn't answer); the reason when OKX refused the key."""
     try:
-        config = await asyncio.wait_for(runtime.clients[account].get_account_config(),
+        config = await asyncio.wait_for(runtime.clients[account.name].get_account_config(),
                                         OKX_CHECK_SECONDS)
     except OkxRejectedError as exc:
         log.error("OKX refused the %s account's API key at start: %s (OKX code %s)%s; "

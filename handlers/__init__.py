@@ -10,6 +10,7 @@ from bot.worker import Worker
 from handlers import actions, commands
 
 
-def register(app: AsyncApp, service: AutoRepay, worker: Worker, inflight: Inflight) -> None:
-    commands.register(app, service, worker, inflight)
+def register(app: AsyncApp, service: AutoRepay, worker: Worker, inflight: Inflight, *,
+             require_reason: bool = False) -> None:
+    commands.register(app, service, worker, inflight, require_reason=require_reason)
     actions.register(app, service, inflight)

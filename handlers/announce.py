@@ -8,11 +8,13 @@ becomes `Permanent`, so the job ends with its fallback instead (handlers.work).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.accounts import Account
 from bot.approvals import ChangeRequest, Status
 from bot.worker import Permanent
 from handlers import blocks
@@ -23,8 +25,6 @@ log = logging.getLogger("handlers.announce")
 PERMANENT = frozenset({"channel_not_found", "not_in_channel", "is_archived",
                        "message_not_found", "cant_update_message", "edit_window_closed",
                        "user_not_found", "cannot_dm_bot", "user_disabled"})
-# An ephemeral note can't reach the requester there: they get a DM instead.
-NOT_THERE = PERMANENT | {"user_not_in_channel", "restricted_action"}
 # The bot may not read the approvals channel: it can only post again.
 CANT_LOOK = frozenset({"missing_scope", "not_allowed_token_type", "no_permission",
                        "not_in_channel", "channel_not_found"})
@@ -33,12 +33,15 @@ CLOCK_SKEW_SECONDS = 300  # look back this much before the request, for a host's
 
 
 class Announcer:
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient,
+                 approvers: Callable[[Account], str] = lambda account: "") -> None:
         self._client = client
+        self._approvers = approvers  # the account's approvers as Slack mentions
 
     async def post_approval(self, request: ChangeRequest) -> str:
         """Post the approval message; returns its ts."""
-        message = blocks.approval_request(request, not request.desired)
+        message = blocks.approval_request(request, not request.desired,
+                                          self._approvers(request.account))
         response = await slack(self._client.chat_postMessage(
             channel=request.approval_channel, **message.payload(),
             metadata={"event_type": METADATA_TYPE,
@@ -77,7 +80,8 @@ class Announcer:
         if not request.approval_ts:
             return
         if request.status is Status.PENDING:
-            message = blocks.approval_request(request, not request.desired)
+            message = blocks.approval_request(request, not request.desired,
+                                              self._approvers(request.account))
         else:
             message = blocks.approval_closed(request)
         await slack(self._client.chat_update(channel=request.approval_channel,
@@ -91,15 +95,8 @@ class Announcer:
             **blocks.thread_result(request, resumed=resumed).payload()))
 
     async def tell_requester(self, request: ChangeRequest, message: blocks.Message) -> None:
-        """Ephemeral in the channel they asked from; a DM if the bot can't post there."""
-        try:
-            await self._client.chat_postEphemeral(
-                channel=request.origin_channel, user=request.requester, **message.payload())
-            return
-        except SlackApiError as exc:
-            if error(exc) not in NOT_THERE:
-                raise  # Slack trouble, not the channel: the job tries the same again
-            log.info("ephemeral failed id=%s error=%s; sending a DM", request.id, error(exc))
+        """A DM (the app's Messages tab): unlike an ephemeral note it stays, so the
+        requester still finds the outcome after reloading Slack or on another device."""
         await slack(self._client.chat_postMessage(channel=request.requester,
                                                   **message.payload()))
 

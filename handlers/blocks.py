@@ -20,11 +20,11 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.accounts import Account
 from bot.approvals import ChangeRequest, Outcome, Status, Verdict
-from bot.credentials import Account
 from bot.policy import Refusal
 from bot.service import AccountState, NoChangeNeeded, NotApplicable, Unavailable
-from handlers.parsing import quote
+from handlers.parsing import account_list, quote
 from okx import AccountConfig
 from okx.errors import outcome_uncertain
 
@@ -33,9 +33,13 @@ DENY = "autorepay_deny"
 
 USAGE = (
     "*/autorepay* switches OKX auto repay after a second person approves.\n"
-    "• `/autorepay on` · `/autorepay off`: request a change on the live account\n"
-    "• `/autorepay demo on` · `/autorepay demo off`: the same on the demo-trading account\n"
-    "• `/autorepay status` · `/autorepay demo status` (or just `demo`): show the state\n"
+    "• `/autorepay on ACCOUNT` · `/autorepay off ACCOUNT` (or `ACCOUNT on`): request a "
+    "change; add a reason after `--`, e.g. `/autorepay off desk-a -- closing the book`\n"
+    "• `/autorepay status` (every account) · `/autorepay status ACCOUNT` (or just "
+    "`ACCOUNT`): the state now\n"
+    "• `/autorepay pending`: requests waiting for approval\n"
+    "• `/autorepay history [ACCOUNT] [N]`: the last N finished requests (10, at most 50)\n"
+    "• `/autorepay cancel ID`: withdraw a pending request (its requester or an approver)\n"
     "• `/autorepay help`: this message"
 )
 
@@ -63,7 +67,12 @@ def onoff(value: bool | None) -> str:
 
 
 def account_name(account: Account) -> str:
-    return "*DEMO* account" if account.is_demo else "live account"
+    """`*desk-a* (LIVE)`: the name, and whether it is real money, in capitals."""
+    return f"*{account.name}* ({account.environment})"
+
+
+def capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def tag(account: Account) -> str:
@@ -80,14 +89,20 @@ def names(users: tuple[str, ...]) -> str:
 
 
 # --- answers to the person typing the command --------------------------------------
-def usage(problem: str = "") -> Message:
-    return Message((problem + "\n\n" if problem else "") + USAGE)
+def usage(accounts: tuple[Account, ...], problem: str = "", *,
+          reason_required: bool = False) -> Message:
+    single = [a for a in accounts if not a.demo]
+    default = (f" Without an account, `on`/`off` mean *{single[0].name}*."
+               if len(single) == 1 else "")
+    required = " A reason is required." if reason_required else ""
+    listing = f"Accounts: {account_list(accounts)}.{default}{required}"
+    return Message((problem + "\n\n" if problem else "") + USAGE + "\n" + listing)
 
 
 @cache
-def usage_payload() -> dict[str, Any]:
+def usage_payload(accounts: tuple[Account, ...], reason_required: bool) -> dict[str, Any]:
     """The same every time: built once, so the ack goes out sooner."""
-    return usage().payload()
+    return usage(accounts, reason_required=reason_required).payload()
 
 
 @cache
@@ -95,17 +110,22 @@ def working_payload(account: Account) -> dict[str, Any]:
     return working(account).payload()
 
 
+@cache
+def looking_payload(accounts: bool) -> dict[str, Any]:
+    return Message("Reading every account on OKX…" if accounts else "Looking…").payload()
+
+
 def refused(refusal: Refusal) -> Message:
     return Message(f":no_entry: {refusal.reason}")
 
 
 def working(account: Account) -> Message:
-    return Message(f"{tag(account)}Checking the {account_name(account)} on OKX…")
+    return Message(f"{tag(account)}Checking {account_name(account)} on OKX…")
 
 
 def status(state: AccountState) -> Message:
     config = state.config
-    line = (f"{tag(state.account)}Auto repay is *{onoff(config.auto_repay)}* on the "
+    line = (f"{tag(state.account)}Auto repay is *{onoff(config.auto_repay)}* on "
             f"{account_name(state.account)} ({who(config.uid, config.label)}).")
     return Message(line, [section(line), context(mode_line(config))])
 
@@ -117,7 +137,7 @@ def mode_line(config: AccountConfig) -> str:
 
 
 def unavailable(problem: Unavailable) -> Message:
-    return Message(f":warning: {tag(problem.account)}The {account_name(problem.account)} "
+    return Message(f":warning: {tag(problem.account)}{capital(account_name(problem.account))} "
                    f"can't be used right now: {quote(problem.reason, 400)}")
 
 
@@ -128,7 +148,7 @@ def no_change(result: NoChangeNeeded | NotApplicable) -> Message:
                 f"mode with borrowing enabled. {mode_line(config)}")
     else:
         text = (f"{tag(result.account)}Nothing to approve: auto repay is already "
-                f"*{onoff(config.auto_repay)}* on the {account_name(result.account)} "
+                f"*{onoff(config.auto_repay)}* on {account_name(result.account)} "
                 f"({who(config.uid, config.label)}).")
     return Message(text)
 
@@ -141,37 +161,55 @@ def request_note(request: ChangeRequest) -> Message:
     link = message_link(request.approval_channel, request.approval_ts)
     return Message(
         f"{tag(request.account)}Your request `{request.id}` to switch auto repay "
-        f"*{onoff(request.desired)}* on the {account_name(request.account)} is waiting for "
+        f"*{onoff(request.desired)}* on {account_name(request.account)} is waiting for "
         f"approval in <#{request.approval_channel}> (<{link}|open it>).")
 
 
 # --- the approval message and its thread --------------------------------------------
-def approval_request(request: ChangeRequest, current: bool | None) -> Message:
+def approval_request(request: ChangeRequest, current: bool | None,
+                     mention: str = "") -> Message:
+    """The message approvers act on: who asks what, on which account (name, LIVE/DEMO,
+    uid), why, and the buttons. `mention`: the approvers, to notify them."""
     headline = (f"{tag(request.account)}<@{request.requester}> asks to switch auto repay "
-                f"*{onoff(request.desired)}* on the {account_name(request.account)}.")
+                f"*{onoff(request.desired)}* on {account_name(request.account)}.")
     details = (f"{who(request.okx_uid, request.okx_label)} · currently *{onoff(current)}* · "
                f"request `{request.id}` · expires {when(request.expires_at)}")
-    blocks: list[Block] = [section(headline), context(details)]
+    blocks: list[Block] = [section(headline), context(reason_line(request)), context(details)]
+    if mention:
+        blocks.append(context(f"Approvers: {mention}"))
     if request.approvers:
         blocks.append(context(f"Approved so far by {names(request.approvers)}"))
+    uid = f", OKX uid {request.okx_uid}" if request.okx_uid else ""
     blocks.append(ActionsBlock(block_id=f"decide:{request.id}", elements=[
         ButtonElement(text="Approve", action_id=APPROVE, value=request.id, style="primary",
                       confirm=ConfirmObject(
                           title="Approve this change?",
                           text=f"Auto repay will be switched {onoff(request.desired)} on "
-                               f"the {'DEMO' if request.account.is_demo else 'live'} "
-                               "account.",
+                               f"{request.account.name} ({request.account.environment}"
+                               f"{quote(uid, 60)}).",
                           confirm="Approve", deny="Cancel")),
         ButtonElement(text="Deny", action_id=DENY, value=request.id, style="danger"),
     ]))
-    return Message(headline, blocks)
+    text = headline + (f" {mention}" if mention else "")
+    return Message(text, blocks)
+
+
+def reason_line(request: ChangeRequest) -> str:
+    return f"Reason: {quote(request.reason, 500)}" if request.reason else "No reason given."
+
+
+def mentions(people: tuple[str, ...]) -> str:
+    """Slack mentions: user groups as <!subteam^S…>, users as <@U…>."""
+    return " ".join(f"<!subteam^{who}>" if who.startswith("S") else f"<@{who}>"
+                    for who in people)
 
 
 def approval_closed(request: ChangeRequest) -> Message:
     """The approval message once decided: no buttons, final status."""
     headline = (f"{tag(request.account)}<@{request.requester}> asked to switch auto repay "
-                f"*{onoff(request.desired)}* on the {account_name(request.account)}.")
-    return Message(headline, [section(headline), context(closing_line(request))])
+                f"*{onoff(request.desired)}* on {account_name(request.account)}.")
+    return Message(headline, [section(headline), context(reason_line(request)),
+                              context(closing_line(request))])
 
 
 def closing_line(request: ChangeRequest) -> str:
@@ -185,12 +223,13 @@ def closing_line(request: ChangeRequest) -> str:
         Status.EXPIRED: ":zzz: Expired: nobody approved it in time.",
         Status.SUPERSEDED: f":leftwards_arrow_with_hook: Superseded by `{request.superseded_by}`"
                            " (a request for the opposite change).",
+        Status.CANCELLED: f":heavy_multiplication_x: Cancelled by <@{request.decided_by}>.",
     }
     return lines.get(request.status, f"Status: {request.status}") + f" · `{request.id}`"
 
 
 def thread_result(request: ChangeRequest, *, resumed: bool = False) -> Message:
-    account = f"the {account_name(request.account)}"
+    account = account_name(request.account)
     okx_id = who(request.okx_uid, request.okx_label)
     by = (f"Requested by <@{request.requester}>, approved by "
           f"{names(request.approvers)}.")
@@ -203,11 +242,15 @@ def thread_result(request: ChangeRequest, *, resumed: bool = False) -> Message:
     elif request.status is Status.DENIED:
         text = (f":no_entry_sign: <@{request.decided_by}> denied the request to switch auto "
                 f"repay *{wanted}* on {account}. Nothing was changed.")
+    elif request.status is Status.CANCELLED:
+        text = (f":heavy_multiplication_x: <@{request.decided_by}> cancelled the request to "
+                f"switch auto repay *{wanted}* on {account}. Nothing was changed.")
     else:
         text = (f":zzz: The request to switch auto repay *{wanted}* on {account} expired "
                 "without approval. Nothing was changed.")
     note = ":arrows_counterclockwise: Resumed after a restart of the bot. " if resumed else ""
-    return Message(tag(request.account) + note + text)
+    line = tag(request.account) + note + text
+    return Message(line, [section(line), context(f"{reason_line(request)} · `{request.id}`")])
 
 
 def failed_in_thread(request: ChangeRequest, where: str) -> str:
@@ -240,13 +283,13 @@ def why(request: ChangeRequest) -> str:
 
 
 def status_command(request: ChangeRequest) -> str:
-    return f"`/autorepay {'demo ' if request.account.is_demo else ''}status`"
+    return f"`/autorepay status {request.account.name}`"
 
 
 def requester_result(request: ChangeRequest) -> Message:
     """The same story as the thread and the approval message, in one line."""
     return Message(f"{tag(request.account)}Your request to switch auto repay "
-                   f"*{onoff(request.desired)}* on the {account_name(request.account)}: "
+                   f"*{onoff(request.desired)}* on {account_name(request.account)}: "
                    f"{closing_line(request)}")
 
 
@@ -266,7 +309,7 @@ def posted_late(request: ChangeRequest) -> Message:
 def not_posted_yet(request: ChangeRequest) -> Message:
     return Message(
         f"{tag(request.account)}Your request `{request.id}` to switch auto repay "
-        f"*{onoff(request.desired)}* on the {account_name(request.account)} is stored, but "
+        f"*{onoff(request.desired)}* on {account_name(request.account)} is stored, but "
         "Slack hasn't taken its approval message yet. The bot keeps trying and will tell "
         "you when it is up.")
 
@@ -274,7 +317,7 @@ def not_posted_yet(request: ChangeRequest) -> Message:
 def superseded(request: ChangeRequest) -> Message:
     return Message(
         f"{tag(request.account)}Your request `{request.id}` to switch auto repay "
-        f"*{onoff(request.desired)}* on the {account_name(request.account)} was superseded "
+        f"*{onoff(request.desired)}* on {account_name(request.account)} was superseded "
         f"by `{request.superseded_by}`, a request for the opposite change. Its buttons no "
         "longer do anything.")
 
@@ -285,13 +328,13 @@ def duplicate(request: ChangeRequest) -> Message:
     return Message(
         f"{tag(request.account)}The same change is already waiting for approval: request "
         f"`{request.id}` by <@{request.requester}> to switch auto repay "
-        f"*{onoff(request.desired)}* on the {account_name(request.account)}{where}. "
+        f"*{onoff(request.desired)}* on {account_name(request.account)}{where}. "
         "No second request was made.")
 
 
 def busy(request: ChangeRequest) -> Message:
     return Message(
-        f"{tag(request.account)}Not now: a change is being applied to the "
+        f"{tag(request.account)}Not now: a change is being applied to "
         f"{account_name(request.account)} (`{request.id}`); try again in a moment.")
 
 

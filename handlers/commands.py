@@ -14,13 +14,16 @@ from bot.service import (
     AccountState,
     AlreadyOpen,
     AutoRepay,
+    Cancelled,
+    Listing,
     NoChangeNeeded,
     NotApplicable,
+    Overview,
     Requested,
     Unavailable,
 )
 from bot.worker import Worker
-from handlers import blocks
+from handlers import blocks, listings
 from handlers.parsing import Action, Command, UsageError, parse
 
 log = logging.getLogger("handlers.commands")
@@ -31,17 +34,23 @@ log = logging.getLogger("handlers.commands")
 POST_WAIT_SECONDS = 5.0
 
 
-def register(app: AsyncApp, service: AutoRepay, worker: Worker, inflight: Inflight) -> None:
+def register(app: AsyncApp, service: AutoRepay, worker: Worker, inflight: Inflight, *,
+             require_reason: bool = False) -> None:
+    accounts = service.accounts
+
     async def autorepay(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         try:
-            command = parse(str(body.get("text") or ""))
+            command = parse(str(body.get("text") or ""), accounts,
+                            require_reason=require_reason)
         except UsageError as exc:
-            await ack(**blocks.usage(str(exc)).payload(), response_type="ephemeral")
+            await ack(**blocks.usage(accounts, str(exc), reason_required=require_reason)
+                      .payload(), response_type="ephemeral")
             return
         if command.action is Action.HELP:
-            await ack(**blocks.usage_payload(), response_type="ephemeral")
+            await ack(**blocks.usage_payload(accounts, require_reason),
+                      response_type="ephemeral")
             return
-        await ack(**blocks.working_payload(command.account), response_type="ephemeral")
+        await ack(**working_payload(command), response_type="ephemeral")
         user, channel = str(body.get("user_id", "")), str(body.get("channel_id", ""))
         async with inflight.track():
             reply = await run(command, user, channel, service, worker)
@@ -50,12 +59,38 @@ def register(app: AsyncApp, service: AutoRepay, worker: Worker, inflight: Inflig
     app.command("/autorepay")(autorepay)
 
 
+def working_payload(command: Command) -> dict[str, Any]:
+    """The ack: what is being looked at (built once per kind)."""
+    if command.action in (Action.ON, Action.OFF, Action.STATUS) and command.account:
+        return blocks.working_payload(command.account)
+    return blocks.looking_payload(command.action in (Action.STATUS,))
+
+
 async def run(command: Command, user: str, channel: str, service: AutoRepay,
               worker: Worker) -> blocks.Message:
-    if command.action is Action.STATUS:
-        state = await service.status(user, channel, command.account)
-        return render(state)
-    result = await service.request_change(user, channel, command.account, command.desired)
+    match command.action:
+        case Action.STATUS if command.account is None:
+            overview = await service.overview(user, channel)
+            return listings.overview(overview) if isinstance(overview, Overview) \
+                else blocks.refused(overview)
+        case Action.STATUS:
+            assert command.account is not None
+            return render(await service.status(user, channel, command.account))
+        case Action.PENDING:
+            found = await service.pending(user, channel)
+            return listings.pending(found, service.rules.approvals_required, service.clock()) \
+                if isinstance(found, Listing) else blocks.refused(found)
+        case Action.HISTORY:
+            found = await service.history(user, channel, command.account, command.count)
+            return listings.history(found) if isinstance(found, Listing) \
+                else blocks.refused(found)
+        case Action.CANCEL:
+            withdrawn = await service.cancel(user, channel, command.request_id)
+            return listings.cancelled(withdrawn, user) if isinstance(withdrawn, Cancelled) \
+                else blocks.refused(withdrawn)
+    assert command.account is not None
+    result = await service.request_change(user, channel, command.account, command.desired,
+                                          command.reason)
     if not isinstance(result, Requested):
         return render(result)
     return await posting_note(result, service, worker)

@@ -9,11 +9,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def variables_in_code() -> set[str]:
-    source = "".join((ROOT / f).read_text() for f in ("bot/config.py", "bot/credentials.py"))
+    source = "".join((ROOT / f).read_text()
+                     for f in ("bot/config.py", "bot/credentials.py", "bot/accounts.py"))
     names = set(re.findall(r"\"((?:SLACK|AUTOREPAY|OKX)_[A-Z_]*[A-Z]|PORT)\"", source))
-    names |= {f"{p}API_{n}" for p in ("OKX_", "OKX_DEMO_") for n in ("KEY", "SECRET",
-                                                                      "PASSPHRASE")}
     return names
+
+
+# Variables made from an account's name (NAME: upper-cased, "-" → "_").
+PER_ACCOUNT = ("OKX_{}_API_KEY", "OKX_{}_API_SECRET", "OKX_{}_API_PASSPHRASE",
+               "AUTOREPAY_{}_REQUESTERS", "AUTOREPAY_{}_APPROVERS")
+
+
+def test_per_account_variables_are_documented_with_an_example() -> None:
+    readme = (ROOT / "README.md").read_text()
+    example = (ROOT / ".env.example").read_text()
+    for template in PER_ACCOUNT:
+        assert f"`{template.format('<NAME>')}`" in readme, template
+        assert re.search(rf"^# {template.format('DESK_A')}=", example, re.M), template
+    for name in ("OKX_DEMO_API_KEY", "OKX_DEMO_API_SECRET", "OKX_DEMO_API_PASSPHRASE"):
+        assert re.search(rf"^{name}=", example, re.M), name  # the default demo account
 
 
 def test_every_variable_is_documented() -> None:

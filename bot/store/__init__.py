@@ -23,11 +23,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot import approvals
+from bot.accounts import Account
 from bot.approvals import Admission, ChangeRequest, Outcome, Rules, Status, Verdict
-from bot.credentials import Account
 from bot.jobs import ANNOUNCE, Job, Kind, Note
 from bot.store.engine import MIGRATIONS as MIGRATIONS
-from bot.store.engine import WRITE, make_engine, upgrade
+from bot.store.engine import SCHEMA, WRITE, make_engine, upgrade
 from bot.store.engine import database_url as database_url
 from bot.store.jobtable import JobTable, close, enqueue, enqueue_claimed, owes_requester
 from bot.store.schema import audit, decisions, requests
@@ -69,18 +69,17 @@ class Store:
         self._reader = engine.execution_options(**{WRITE: False})
         self._sqlite = engine.dialect.name == "sqlite"
         self._write_turn = asyncio.Lock() if self._sqlite else None
-        self.jobs = JobTable(self._transaction, self._reading, skip_locked=not self._sqlite)
+        self.jobs = JobTable(self._transaction, self.reading, skip_locked=not self._sqlite)
 
     @classmethod
     async def open(cls, where: Path | str) -> Store:
         """The store, its schema migrated (one write-locked transaction)."""
         engine = make_engine(where)
         try:
-            async with engine.begin() as db:
+            async with engine.execution_options(**{SCHEMA: True}).begin() as db:
                 await db.run_sync(upgrade)
-        except BaseException:
+        finally:  # (the migrating connection had foreign keys off: not for reuse)
             await engine.dispose()
-            raise
         return cls(engine)
 
     async def aclose(self) -> None:
@@ -95,7 +94,7 @@ class Store:
             yield db
 
     @asynccontextmanager
-    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
         async with self._reader.connect() as db:
             yield db
 
@@ -109,7 +108,7 @@ class Store:
             if admission in (Admission.DUPLICATE, Admission.BUSY):
                 assert current is not None
                 await self._audit(db, now, f"refused:{admission}", request.requester,
-                                  current.id, account=request.account.value,
+                                  current.id, account=request.account.name,
                                   desired=request.desired)
                 return Added(admission, current)
             superseded = None
@@ -121,14 +120,16 @@ class Store:
                 await self._audit(db, now, "superseded", request.requester, current.id,
                                   by=request.id)
             await db.execute(requests.insert().values(
-                id=request.id, requester=request.requester, account=request.account.value,
+                id=request.id, requester=request.requester, account=request.account.name,
+                demo=int(request.account.demo), reason=request.reason,
                 desired=int(request.desired), status=request.status.value,
                 created_at=request.created_at, expires_at=request.expires_at,
                 origin_channel=request.origin_channel,
                 approval_channel=request.approval_channel, okx_uid=request.okx_uid,
                 okx_label=request.okx_label, updated_at=now))
             await self._audit(db, now, "requested", request.requester, request.id,
-                              account=request.account.value, desired=request.desired)
+                              account=request.account.name, desired=request.desired,
+                              reason=request.reason)
             await enqueue(db, now, request.id, Kind.POST)
             post_job = (await db.execute(sa.select(sa.func.max(jobs_table.c.id)).where(
                 jobs_table.c.request_id == request.id))).scalar_one()
@@ -136,9 +137,9 @@ class Store:
 
     async def applying(self, account: Account) -> ChangeRequest | None:
         """The account's approved request whose change is being applied, if any."""
-        async with self._reading() as db:
+        async with self.reading() as db:
             request_id = (await db.execute(sa.select(requests.c.id).where(
-                requests.c.account == account.value,
+                requests.c.account == account.name,
                 requests.c.status == Status.APPROVED.value))).scalar()
             return await self._load(db, request_id) if request_id else None
 
@@ -152,7 +153,7 @@ class Store:
                             now: float) -> ChangeRequest | None:
         """The account's open request; one past its TTL is expired here first."""
         request_id = (await db.execute(sa.select(requests.c.id).where(
-            requests.c.account == account.value,
+            requests.c.account == account.name,
             requests.c.status.in_([s.value for s in approvals.OPEN]))
             .order_by(requests.c.created_at.desc()).limit(1))).scalar()
         request = await self._load(db, request_id, lock=True) if request_id else None
@@ -162,7 +163,7 @@ class Store:
         return request
 
     async def get(self, request_id: str) -> ChangeRequest | None:
-        async with self._reading() as db:
+        async with self.reading() as db:
             return await self._load(db, request_id)
 
     async def posted(self, job: Job, channel: str, ts: str, now: float) -> None:
@@ -261,6 +262,45 @@ class Store:
                     expired.append(moved)
             return expired
 
+    async def cancel(self, request_id: str, user: str, now: float) -> ChangeRequest | None:
+        """Withdraw a pending request (`user` may: the caller checked). Returns it as it
+        is now: cancelled, or as it was if it is no longer pending (or just expired)."""
+        async with self._transaction() as db:
+            request = await self._load(db, request_id, lock=True)
+            if request is None:
+                return None
+            if (expired := approvals.expire(request, now)) is not None:
+                await self._expire(db, expired, now)
+                return expired
+            cancelled = approvals.cancel(request, user, now)
+            if cancelled is None:
+                return request
+            await self._set_status(db, cancelled, now)
+            await self._audit(db, now, "cancelled", user, request_id,
+                              account=request.account.name)
+            # The requester who cancels has the command's reply; anyone else tells them.
+            told = ANNOUNCE if user != request.requester else (Kind.UPDATE, Kind.THREAD)
+            await enqueue(db, now, request_id, *told, notes={Kind.TELL: Note.RESULT})
+            return cancelled
+
+    async def pending(self, accounts: list[str], now: float) -> list[ChangeRequest]:
+        """Requests of these accounts waiting for approval (not past their TTL), oldest
+        first."""
+        return await self._select(requests.c.status == Status.PENDING.value,
+                                  requests.c.expires_at > now,
+                                  requests.c.account.in_(accounts))
+
+    async def finished(self, accounts: list[str], count: int) -> list[ChangeRequest]:
+        """The last `count` finished requests of these accounts, newest first."""
+        async with self.reading() as db:
+            ids = (await db.execute(
+                sa.select(requests.c.id)
+                .where(requests.c.status.not_in([s.value for s in approvals.OPEN]),
+                       requests.c.account.in_(accounts))
+                .order_by(requests.c.updated_at.desc(), requests.c.created_at.desc())
+                .limit(count))).scalars().all()
+            return [r for r in [await self._load(db, i) for i in ids] if r]
+
     async def _expire(self, db: AsyncConnection, expired: ChangeRequest, now: float) -> None:
         await self._set_status(db, expired, now)
         await self._audit(db, now, "expired", "", expired.id)
@@ -275,7 +315,7 @@ class Store:
                                   requests.c.announced == 0)
 
     async def _select(self, *where: sa.ColumnElement[bool]) -> list[ChangeRequest]:
-        async with self._reading() as db:
+        async with self.reading() as db:
             ids = (await db.execute(sa.select(requests.c.id).where(*where)
                                     .order_by(requests.c.created_at))).scalars().all()
             return [r for r in [await self._load(db, i) for i in ids] if r]
@@ -290,7 +330,7 @@ class Store:
         query = sa.select(audit).order_by(audit.c.seq)
         if request_id:
             query = query.where(audit.c.request_id == request_id)
-        async with self._reading() as db:
+        async with self.reading() as db:
             rows = (await db.execute(query)).all()
         return [AuditEvent(r.at, r.event, r.actor, r.request_id, json.loads(r.detail))
                 for r in rows]
@@ -338,11 +378,12 @@ class Store:
             .where(decisions.c.request_id == request_id, decisions.c.approve == 1)
             .order_by(*order))).scalars())
         return ChangeRequest(
-            id=row.id, requester=row.requester, account=Account(row.account),
+            id=row.id, requester=row.requester, account=Account(row.account, bool(row.demo)),
             desired=bool(row.desired), status=Status(row.status),
             created_at=row.created_at, expires_at=row.expires_at,
             origin_channel=row.origin_channel, approval_channel=row.approval_channel,
             approval_ts=row.approval_ts, approvers=approvers, decided_by=row.decided_by,
             result=None if row.result is None else bool(row.result),
             error_code=row.error_code, error_text=row.error_text,
-            okx_uid=row.okx_uid, okx_label=row.okx_label, superseded_by=row.superseded_by)
+            okx_uid=row.okx_uid, okx_label=row.okx_label, superseded_by=row.superseded_by,
+            reason=row.reason)

@@ -16,6 +16,9 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE = "autorepay_write"  # execution option: False for read-only transactions
+# Execution option for migrations: on SQLite, foreign keys off for that transaction (a
+# table can only be changed by making it again, and other tables point at it).
+SCHEMA = "autorepay_schema"
 SQLITE_BUSY_SECONDS = 10.0
 
 
@@ -60,8 +63,10 @@ def sqlite_transactions(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection: sa.Connection) -> None:
-        write = connection.get_execution_options().get(WRITE, True)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get(SCHEMA):  # (only outside a transaction does this take effect)
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE, True) else "BEGIN")
 
 
 def upgrade(connection: sa.Connection) -> None:

@@ -29,7 +29,9 @@ requests = sa.Table(
     sa.Column("announced", sa.Integer, nullable=False, server_default=sa.text("0")),
     # The request that took this one's place (status "superseded").
     sa.Column("superseded_by", sa.Text, nullable=False, server_default=""),
-    sa.CheckConstraint("account IN ('live', 'demo')"),
+    # A demo-trading account (its name alone doesn't say: AUTOREPAY_ACCOUNTS names them).
+    sa.Column("demo", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
 )
 sa.Index("requests_by_status", requests.c.status, requests.c.expires_at)
 # One open request per account (SPEC §3.3): the store checks first and says why; this

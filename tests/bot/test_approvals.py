@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.accounts import Account
 from bot.approvals import (
     ChangeRequest,
     InvalidTransition,
@@ -13,7 +14,6 @@ from bot.approvals import (
     decide,
     expire,
 )
-from bot.credentials import Account
 
 REQUEST = ChangeRequest(id="ar-1", requester="UALICE", account=Account.LIVE, desired=True,
                         status=Status.PENDING, created_at=0.0, expires_at=900.0,

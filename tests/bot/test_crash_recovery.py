@@ -162,8 +162,8 @@ def test_crash_before_the_approval_message_was_posted(
     try:
         posted = slack.wait_for(lambda: slack.posted(APPROVALS))
         assert "asks to switch auto repay *ON*" in posted[0]["text"]
-        told = slack.wait_for(lambda: slack.called("chat.postEphemeral"))
-        assert told[0].args["user"] == ALICE and "waiting for approval" in told[0].args["text"]
+        told = slack.wait_for(lambda: slack.dms(ALICE))
+        assert "waiting for approval" in told[0]["text"]
     finally:
         stop(second.process)
     assert audit(tmp_path / "autorepay.db").count("requested") == 1
@@ -179,9 +179,9 @@ def test_crash_after_slack_posted_but_before_the_bot_recorded_it_posts_once(
     slack.unstall()
     second = first_bot.restart()
     try:
-        told = slack.wait_for(lambda: [c for c in slack.called("chat.postEphemeral")
-                                       if "waiting for approval" in c.args["text"]])
-        assert told[0].args["user"] == ALICE
+        told = slack.wait_for(lambda: [dm for dm in slack.dms()
+                                       if "waiting for approval" in dm["text"]])
+        assert told[0]["channel"] == ALICE
         assert len(slack.history[APPROVALS]) == 1  # found the first, posted no second
         ts = slack.history[APPROVALS][0]["ts"]
         click = block_action(BOB, APPROVALS, ts, slack.posted(APPROVALS)[0], APPROVE,
@@ -195,17 +195,19 @@ def test_crash_after_slack_posted_but_before_the_bot_recorded_it_posts_once(
 
 def test_crash_while_telling_the_requester_repeats_only_that_note(
         first_bot: Bot, slack: FakeSlack, okx: FakeOkx, tmp_path: Path) -> None:
-    slack.stall("chat.postEphemeral", lambda args: "Done" in str(args.get("text")))
+    def the_note(args: dict[str, Any]) -> bool:  # the DM to the requester
+        return args.get("channel") == ALICE and "Done" in str(args.get("text"))
+
+    slack.stall("chat.postMessage", the_note)
     ts, _ = request_and_click(first_bot)
-    slack.wait_for(lambda: slack.stalled("chat.postEphemeral"))
+    slack.wait_for(lambda: [c for c in slack.stalled("chat.postMessage") if the_note(c.args)])
     until_job_done(tmp_path / "autorepay.db", "thread_reply")
     first_bot.kill()
     slack.unstall()
     second = first_bot.restart()
     try:
-        told = slack.wait_for(lambda: [c for c in slack.called("chat.postEphemeral")
-                                       if "Done" in c.args["text"]])
-        assert told[0].args["user"] == ALICE
+        told = slack.wait_for(lambda: [dm for dm in slack.dms() if "Done" in dm["text"]])
+        assert told[0]["channel"] == ALICE
     finally:
         stop(second.process)
     assert len(slack.thread(ts)) == 1  # the thread reply was made once, before the crash

@@ -34,7 +34,14 @@ def test_missing_names_what_to_set() -> None:
     with pytest.raises(CredentialsError) as caught:
         credentials.load(Account.DEMO, ENV)
     message = str(caught.value)
-    assert "credentials set --demo" in message and "OKX_DEMO_API_SECRET" in message
+    assert "credentials set --account demo" in message and "OKX_DEMO_API_SECRET" in message
+    assert "OKX_API_KEY" not in message  # the unnamed variables are the live account's
+    with pytest.raises(CredentialsError) as caught:
+        credentials.load(Account.LIVE, {})
+    message = str(caught.value)
+    assert "credentials set --account live" in message
+    assert "OKX_LIVE_API_KEY, OKX_LIVE_API_SECRET, OKX_LIVE_API_PASSPHRASE" in message
+    assert "or OKX_API_KEY, OKX_API_SECRET, OKX_API_PASSPHRASE" in message
 
 
 def test_incomplete_environment_names_the_missing_variable() -> None:

@@ -11,19 +11,22 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import keyring
 import pytest
 from keyring.backends.fail import Keyring as NoKeyring
 
-from bot.credentials import Account
+from bot.accounts import Account
+from bot.cli import main
 from bot.credentials_cli import manage_credentials
 from tests.bot.conftest import OKX_ENV
 from tests.bot.process import ROOT, bot_process, refused_port
 from tests.fakes.memory_keyring import MemoryKeyring
 from tests.fakes.okx_server import FakeOkx
 
+ACCOUNTS = {"AUTOREPAY_ACCOUNTS": "main, desk-a, paper:demo"}
 # A keyring that works inside the child process (and forgets when it exits).
 WITH_KEYRING = {"PYTHON_KEYRING_BACKEND": "tests.fakes.memory_keyring.MemoryKeyring"}
 TYPED = ["key-typed", "SECRET-typed", "PASS-typed"]
@@ -74,6 +77,16 @@ class InterruptedStdin(io.StringIO):
         return line
 
 
+@pytest.fixture
+def in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`main()` run here: in an empty folder (no .env), its signal handlers undone."""
+    monkeypatch.chdir(tmp_path)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
 # set
 
 
@@ -90,9 +103,9 @@ def test_set_without_a_keyring_says_so_before_any_secret_is_typed(tmp_path: Path
     process = bot_process(["credentials", "set"], {}, tmp_path)
     out, err = process.communicate(input=typed(3), timeout=30)
     assert process.returncode == 2
-    assert err.splitlines() == [
-        "autorepay: No usable keyring on this machine: set OKX_API_KEY, OKX_API_SECRET, "
-        "OKX_API_PASSPHRASE in the environment instead"]
+    [line] = err.splitlines()
+    assert line.startswith("autorepay: No usable keyring on this machine: set ")
+    assert "OKX_LIVE_API_KEY" in line and "OKX_API_PASSPHRASE" in line
     assert "API key:" not in out
 
 
@@ -188,7 +201,7 @@ def test_check_with_a_keyring_suggests_set_or_the_variables(tmp_path: Path) -> N
     process = bot_process(["credentials", "check", "--demo"], WITH_KEYRING, tmp_path)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 2
-    assert "credentials set --demo" in err and "OKX_DEMO_API_KEY" in err
+    assert "credentials set --account demo" in err and "OKX_DEMO_API_KEY" in err
 
 
 def test_check_reads_the_account(tmp_path: Path, okx: FakeOkx) -> None:
@@ -239,7 +252,7 @@ def test_check_with_a_damaged_keyring_entry_says_so_in_one_line(
     err = capsys.readouterr().err
     assert err.splitlines() == [
         "autorepay: The keyring entry for OKX live is damaged: run "
-        "`python -m bot credentials set` again"]
+        "`python -m bot credentials set --account live` again"]
 
 
 # delete
@@ -249,3 +262,83 @@ def test_delete_without_a_keyring_says_what_to_do(capsys: pytest.CaptureFixture[
     keyring.set_keyring(NoKeyring())
     assert manage_credentials("delete", Account.LIVE, {}) == 2
     assert capsys.readouterr().err.startswith("autorepay: No usable keyring")
+
+
+# --account
+
+
+def test_account_flag_chooses_the_keyring_entry(
+        in_process: None, memory_keyring: MemoryKeyring, okx_server: FakeOkx,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, value in {**ACCOUNTS, "OKX_BASE_URL": okx_server.url}.items():
+        monkeypatch.setenv(name, value)
+    okx_server.add_account(api_key="key-typed", secret="SECRET-typed",
+                           passphrase="PASS-typed", uid="700000000007")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(typed(3)))
+    assert main(["credentials", "set", "--account", "desk-a"]) == 0
+    assert list(memory_keyring.entries) == [("autorepay-bot", "desk-a")]
+    assert main(["credentials", "check", "--account", "Desk-A"]) == 0  # any case
+    [config] = okx_server.requests
+    assert config.headers["OK-ACCESS-KEY"] == "key-typed"  # read from desk-a's entry
+    assert "x-simulated-trading" not in {name.lower() for name in config.headers}
+    assert main(["credentials", "delete", "--account", "desk-a"]) == 0
+    assert memory_keyring.entries == {}
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "OKX desk-a API key" in out and "Stored the OKX desk-a credentials" in out
+    assert "OKX desk-a account: uid 700000000007" in out
+    assert "Deleted the OKX desk-a credentials." in out
+    assert "SECRET-typed" not in out and "PASS-typed" not in out
+
+
+def test_demo_flag_is_the_account_named_demo(
+        in_process: None, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(typed(3) * 2))
+    assert main(["credentials", "set", "--demo"]) == 0
+    assert main(["credentials", "set", "--demo", "--account", "DEMO"]) == 0  # the same one
+    assert list(memory_keyring.entries) == [("autorepay-bot", "demo")]
+    assert "OKX demo API key for demo trading (" in capsys.readouterr().out
+
+
+def test_check_a_demo_account_by_name_uses_demo_trading(tmp_path: Path, okx: FakeOkx) -> None:
+    env = {**ACCOUNTS, "OKX_BASE_URL": okx.url,
+           "OKX_PAPER_API_KEY": OKX_ENV["OKX_DEMO_API_KEY"],
+           "OKX_PAPER_API_SECRET": OKX_ENV["OKX_DEMO_API_SECRET"],
+           "OKX_PAPER_API_PASSPHRASE": OKX_ENV["OKX_DEMO_API_PASSPHRASE"]}
+    process = bot_process(["credentials", "check", "--account", "paper"], env, tmp_path)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "OKX paper account (demo trading): uid 900000000001 (demo-desk)" in out
+    [config] = okx.requests
+    headers = {name.lower(): value for name, value in config.headers.items()}
+    assert headers["x-simulated-trading"] == "1" and config.code == "0"
+    assert OKX_ENV["OKX_DEMO_API_SECRET"] not in out + err
+
+
+@pytest.mark.parametrize(("argv", "environ", "line"), [
+    (["check", "--account", "desk-b"], ACCOUNTS,
+     "autorepay: there is no account 'desk-b': the accounts are main, desk-a, paper "
+     "(AUTOREPAY_ACCOUNTS sets them)"),
+    (["set"], ACCOUNTS,
+     "autorepay: there is no account 'live' (the default without --account): the accounts "
+     "are main, desk-a, paper (AUTOREPAY_ACCOUNTS sets them)"),
+    (["delete", "--demo"], ACCOUNTS,
+     "autorepay: there is no account 'demo': the accounts are main, desk-a, paper "
+     "(AUTOREPAY_ACCOUNTS sets them)"),
+    (["set", "--demo", "--account", "desk-a"], ACCOUNTS,
+     "autorepay: --demo is short for --account demo: use --account desk-a without --demo"),
+    (["set", "--account", "main"], {"AUTOREPAY_ACCOUNTS": "main, desk a"},
+     "autorepay: config error: AUTOREPAY_ACCOUNTS has 'desk a': a name is 1 to 31 letters, "
+     "digits or '-', starting with a letter or digit"),
+])
+def test_an_account_that_cant_be_chosen_is_one_line_and_exit_2(
+        in_process: None, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], argv: list[str], environ: dict[str, str],
+        line: str) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(typed(3)))
+    assert main(["credentials", *argv]) == 2
+    assert capsys.readouterr() == ("", line + "\n")  # nothing asked, nothing stored
+    assert memory_keyring.entries == {}

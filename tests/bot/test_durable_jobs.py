@@ -11,7 +11,8 @@ from handlers.blocks import APPROVE
 from tests.bot.conftest import ALICE, APPROVALS, BOB, Harness, live
 from tests.fakes.okx_server import SET_AUTO_REPAY
 
-AFTER_THE_CLICK = ("chat.update", "chat.postMessage", "chat.postEphemeral")
+# The message update, the thread reply and the note to the requester (a DM).
+AFTER_THE_CLICK = ("chat.update", "chat.postMessage")
 
 
 def is_thread_reply(args: dict[str, Any]) -> bool:
@@ -83,10 +84,10 @@ def test_a_restart_while_slack_fails_loses_nothing_and_writes_once(bot: Harness)
     bot.start()
     assert "now *ON*" in bot.thread_replies()[0]["text"]
     assert bot.okx.codes() == ["0"]
-    told = bot.slack.wait_for(lambda: [c for c in bot.slack.called("chat.postEphemeral")
-                                       if c.answer.get("ok") and "Done" in
-                                       c.args["text"] and c.args.get("user") == ALICE])
-    assert len(told) == 1
+    told = bot.slack.wait_for(lambda: [dm for dm in bot.slack.dms(ALICE)
+                                       if "Done" in dm["text"]])
+    bot.until(lambda: bot.store.unannounced() == [])
+    assert len(told) == 1 and len(bot.slack.dms()) == 1
     bot.until(lambda: bot.store.unannounced() == [])
 
 
@@ -104,9 +105,9 @@ def test_slack_slower_than_the_reply_can_wait_tells_the_requester_later(
         bot: Harness) -> None:
     bot.slack.fail("chat.postMessage", "fatal_error", times=4)  # posted after 7.5 s
     assert "hasn't taken its approval message yet" in bot.command("on").followup()
-    note = bot.slack.wait_for(lambda: [c for c in bot.slack.called("chat.postEphemeral")
-                                       if "waiting for approval" in c.args["text"]])
-    assert "after all" in note[0].args["text"]
+    note = bot.slack.wait_for(lambda: [dm for dm in bot.slack.dms(ALICE)
+                                       if "waiting for approval" in dm["text"]])
+    assert "after all" in note[0]["text"]
     assert len(bot.slack.posted(APPROVALS)) == 1
 
 
@@ -158,8 +159,8 @@ def test_a_message_posted_by_a_lost_try_is_closed_when_the_request_ended_meanwhi
     assert "autorepay_approve" not in str(closed[-1].args["blocks"])
     assert "expired without approval" in bot.slack.wait_for(
         lambda: bot.slack.thread(message["ts"]))[0]["text"]
-    assert not [c for c in bot.slack.called("chat.postEphemeral")
-                if "after all" in c.args["text"]]
+    bot.until(lambda: bot.store.unannounced() == [])
+    assert not [dm for dm in bot.slack.dms() if "after all" in dm["text"]]
     assert len(bot.slack.history[APPROVALS]) == 1
 
 

@@ -73,5 +73,5 @@ def test_mutated_payloads_never_break_the_bot(bot: Harness) -> None:
     bot.stop()  # drains every listener still running: any crash would be logged now
     assert len(bot.okx.requests) == okx_before, "a mutated payload reached OKX"
     bot.start()
-    assert "Auto repay is *OFF*" in bot.command("status", user=BOB).followup()
+    assert "Auto repay is *OFF*" in bot.command("status live", user=BOB).followup()
     assert statuses.get(200, 0) > CASES // 4  # most cases reached the listeners

@@ -2,31 +2,38 @@
 
 from __future__ import annotations
 
+import re
+
 from handlers.blocks import APPROVE
 from tests.bot.conftest import ALICE, APPROVALS, BOB, DAVE, Harness, demo, live
+from tests.fakes.slack_requests import find_action
 
 
 def test_live_on_is_approved_applied_and_reported_in_the_thread(bot: Harness) -> None:
     reply = bot.command("on")
     assert reply.response.status_code == 200
-    assert "Checking the live account" in reply.ack_text
+    assert "Checking *live* (LIVE)" in reply.ack_text
     assert "waiting for approval" in reply.followup()
     _, message = bot.approval_message()
-    assert f"<@{ALICE}> asks to switch auto repay *ON* on the live account" in message["text"]
+    assert f"<@{ALICE}> asks to switch auto repay *ON* on *live* (LIVE)." in message["text"]
     assert "currently *OFF*" in str(message["blocks"])
+    assert "No reason given." in str(message["blocks"])
     assert live(bot.okx).auto_repay is False  # nothing happens before approval
 
     bot.click(BOB, APPROVE)
     [thread] = bot.thread_replies()
-    assert "Auto repay is now *ON* on the live account" in thread["text"]
+    assert "Auto repay is now *ON* on *live* (LIVE)" in thread["text"]
     assert f"Requested by <@{ALICE}>, approved by <@{BOB}>" in thread["text"]
     assert "448812345678" in thread["text"]
     assert live(bot.okx).auto_repay is True
     final = bot.slack.wait_for(lambda: [c for c in bot.slack.called("chat.update")
                                         if "Done" in str(c.args)])
     assert "actions" not in str(final[-1].args["blocks"])  # buttons gone
-    told = bot.slack.wait_for(lambda: bot.slack.called("chat.postEphemeral"))
-    assert told[0].args["user"] == ALICE and "Done" in told[0].args["text"]
+    request_id = find_action(message["blocks"], APPROVE)["value"]
+    assert "No reason given." in str(thread["blocks"]) and request_id in str(thread["blocks"])
+    told = bot.slack.wait_for(lambda: bot.slack.dms(ALICE))
+    assert len(told) == 1 and "Done" in told[0]["text"] and "*live* (LIVE)" in told[0]["text"]
+    assert bot.slack.called("chat.postEphemeral") == []  # the note is a DM now
     events = [e.event for e in bot.store.audit_events()]
     assert events[:3] == ["started", "requested", "approval_posted"] and "okx_done" in events
 
@@ -52,20 +59,28 @@ def test_demo_on_is_marked_demo_everywhere_and_leaves_live_alone(bot: Harness) -
 
 def test_status_needs_no_approval_and_writes_nothing(bot: Harness) -> None:
     live(bot.okx).auto_repay = True
-    text = bot.command("status", user=BOB).followup()
-    assert "Auto repay is *ON* on the live account" in text
+    text = bot.command("status live", user=BOB).followup()
+    assert re.search(r"Auto repay is \*ON\* on (the )?\*live\* \(LIVE\)", text), text
+    every = bot.command("status", user=BOB).followup()  # every account, one line each
+    assert "*live* (LIVE): auto repay *ON*" in every
+    assert "*demo* (DEMO): auto repay *OFF*" in every
     assert bot.slack.posted(APPROVALS) == []
     assert bot.okx.codes() == []  # no set-auto-repay call at all
 
 
 def test_demo_alone_means_demo_status(bot: Harness) -> None:
-    assert "*DEMO* account" in bot.command("demo").followup()
+    text = bot.command("demo").followup()
+    assert text.startswith("[DEMO] ") and "*demo* (DEMO)" in text
+    assert re.search(r"Auto repay is \*OFF\* on (the )?\*demo\* \(DEMO\)", text), text
 
 
 def test_help_and_empty_answer_with_usage_at_once(bot: Harness) -> None:
     for text in ("help", "", "   "):
         reply = bot.command(text)
-        assert "/autorepay demo on" in reply.ack_text
+        for command in ("`/autorepay on ACCOUNT`", "`/autorepay status`",
+                        "`/autorepay pending`", "`/autorepay history", "`/autorepay cancel ID`"):
+            assert command in reply.ack_text
+        assert "Accounts: live, demo (DEMO)." in reply.ack_text
         assert reply.response.json()["response_type"] == "ephemeral"
     assert bot.okx.requests == []
 

@@ -41,8 +41,8 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from bot.accounts import Account
 from bot.approvals import OPEN, ChangeRequest, Rules, Status
-from bot.credentials import Account
 from bot.jobs import MAX_RETRY_SECONDS, Job, Kind, Note, retry_delay
 from bot.store import Store
 from bot.store.engine import make_engine

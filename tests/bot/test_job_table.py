@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.accounts import Account
 from bot.approvals import ChangeRequest, Rules, Status, Verdict
-from bot.credentials import Account
 from bot.jobs import Kind
 from bot.store import Store
 

@@ -39,7 +39,7 @@ def test_outage_during_execution_is_reported_honestly(bot: Harness) -> None:
     text = bot.thread_replies()[0]["text"]
     assert "outcome is unknown" in text and "50001" in text  # not "could not be switched"
     assert "could not be switched" not in text
-    assert "check it with `/autorepay status`" in text
+    assert "check it with `/autorepay status live`" in text
 
 
 def test_okx_down_at_request_time(bot: Harness) -> None:
@@ -51,7 +51,7 @@ def test_okx_down_at_request_time(bot: Harness) -> None:
 
 def test_slow_okx_does_not_delay_the_ack(bot: Harness) -> None:
     bot.okx.fail_next("slow", seconds=2.0)
-    reply = bot.command("status")
+    reply = bot.command("status live")
     assert reply.response.elapsed.total_seconds() < 1.0
     assert "Auto repay is *OFF*" in reply.followup()
 
@@ -65,7 +65,7 @@ def test_missing_demo_credentials_keep_live_working(
     assert "can't be used right now" in text and "isn't set up in the bot" in text
     # what to set is for whoever runs the bot: the log, not the trader (SPEC §3.9)
     assert "OKX_DEMO_API_KEY" in caplog.text and "OKX_DEMO_API_KEY" not in text
-    assert "credentials set --demo" in caplog.text and "credentials set" not in text
+    assert "credentials set --account demo" in caplog.text and "credentials set" not in text
     assert "waiting for approval" in bot.command("on").followup()
 
 

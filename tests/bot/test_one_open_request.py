@@ -34,9 +34,8 @@ def test_the_opposite_change_supersedes_the_open_request(bot: Harness) -> None:
                                          if c.args["ts"] == old_ts])
     assert f"Superseded by `{new.id}`" in str(update[-1].args["blocks"])
     assert "autorepay_approve" not in str(update[-1].args["blocks"])  # no buttons
-    told = bot.slack.wait_for(lambda: [c for c in bot.slack.called("chat.postEphemeral")
-                                       if c.args["user"] == ALICE])
-    assert f"was superseded by `{new.id}`" in told[0].args["text"]
+    told = bot.slack.wait_for(lambda: bot.slack.dms(ALICE))
+    assert f"was superseded by `{new.id}`" in told[0]["text"]
     # The old message's button, clicked anyway, writes nothing.
     assert "already superseded" in bot.click(BOB, APPROVE, index=0).followup()
     assert bot.okx.codes() == []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from bot.approvals import Status
+from bot.config import Access
 from handlers.blocks import APPROVE, DENY
-from tests.bot.conftest import ALICE, APPROVALS, BOB, CAROL, MALLORY, OPS, Harness, live
+from tests.bot.conftest import ALICE, APPROVALS, BOB, CAROL, MALLORY, OPS, Harness, demo, live
 
 
 def audit(bot: Harness) -> list[str]:
@@ -22,8 +24,11 @@ def test_approver_who_is_not_a_requester_cannot_ask(bot: Harness) -> None:
 
 
 def test_only_requesters_and_approvers_see_status(bot: Harness) -> None:
-    assert "Auto repay is *OFF*" in bot.command("status", user=CAROL).followup()
-    assert "Only requesters and approvers" in bot.command("status", user=MALLORY).followup()
+    assert "Auto repay is *OFF*" in bot.command("status live", user=CAROL).followup()
+    assert "*live* (LIVE): auto repay *OFF*" in bot.command("status", user=CAROL).followup()
+    for command in ("status live", "status"):
+        refused = bot.command(command, user=MALLORY).followup()
+        assert "Only requesters and approvers" in refused and "auto repay *" not in refused
     assert "refused:status" in audit(bot)
 
 
@@ -52,6 +57,25 @@ def test_non_approver_click_is_refused(bot: Harness) -> None:
     assert audit(bot).count("refused:deny") == 1
 
 
+def test_the_approve_button_checks_the_approvers_of_the_requests_account(
+        harness: Harness) -> None:
+    """Carol approves demo only (AUTOREPAY_DEMO_APPROVERS); Bob, a global approver, is
+    not one of demo's: the click is checked against the request's account."""
+    bot = harness.start(approvers=(BOB,), per_account={"demo": Access((ALICE,), (CAROL,))})
+    bot.command("demo on").followup()
+    assert "not an approver" in bot.click(BOB, APPROVE).followup()
+    assert bot.okx.codes() == []
+    assert audit(bot).count("refused:approve") == 1
+    bot.click(CAROL, APPROVE)
+    assert "now *ON*" in bot.thread_replies()[0]["text"]
+    assert demo(bot.okx).auto_repay is True
+    bot.command("on").followup()  # live keeps the global approvers: Carol is not one
+    assert "not an approver" in bot.click(CAROL, APPROVE).followup()
+    bot.click(BOB, APPROVE)
+    bot.until(lambda: live(bot.okx).auto_repay is True)
+    assert bot.okx.codes() == ["0", "0"]
+
+
 def test_quorum_of_two_distinct_approvers(harness: Harness) -> None:
     bot = harness.start(approvals_required=2)
     bot.command("on").followup()
@@ -75,7 +99,9 @@ def test_channel_restriction(harness: Harness) -> None:
 
 def test_identity_comes_from_the_signed_payload_not_the_text(bot: Harness) -> None:
     reply = bot.command(f"on <@{ALICE}>", user=MALLORY)
-    assert "didn't understand" in reply.ack_text
+    assert "*/autorepay* switches" in reply.ack_text  # a usage error, nothing else
+    assert f"<@{ALICE}>" not in reply.ack_text  # not echoed as a mention either
+    assert bot.store.with_status(Status.PENDING) == []
     assert bot.slack.posted(APPROVALS) == []
 
 

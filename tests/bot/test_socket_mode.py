@@ -74,7 +74,7 @@ def test_socket_mode_does_the_same_work(socket_bot: SocketBot, slack: FakeSlack,
     command = dict(parse_qsl(slash_command("on", ALICE, OPS, slack.response_url("s1"))))
     slack.send_envelope(envelope("env-1", "slash_commands", command))
     ack = acked(slack, "env-1")
-    assert "Checking the live account" in str(ack.get("payload"))
+    assert "Checking *live* (LIVE)" in str(ack.get("payload"))
     posted = slack.wait_for(lambda: [c for c in slack.called("chat.postMessage")
                                      if c.args.get("channel") == APPROVALS])
     ts, message = posted[0].answer["ts"], posted[0].args

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bot.approvals import ChangeRequest, Rules, Status, Verdict
-from bot.credentials import Account
+from bot.accounts import Account
+from bot.approvals import Admission, ChangeRequest, Rules, Status, Verdict
 from bot.jobs import Kind
 from bot.store import Store, make_engine
 
@@ -21,7 +21,8 @@ from bot.store import Store, make_engine
 def request(request_id: str = "ar-1") -> ChangeRequest:
     return ChangeRequest(id=request_id, requester="UALICE", account=Account.DEMO, desired=True,
                          status=Status.PENDING, created_at=1.0, expires_at=901.0,
-                         origin_channel="COPS", approval_channel="CAPPR", okx_uid="42")
+                         origin_channel="COPS", approval_channel="CAPPR", okx_uid="42",
+                         reason="hedge rolled")
 
 
 @pytest.fixture
@@ -45,7 +46,8 @@ async def test_round_trip_and_reopen(tmp_path: Path) -> None:
     reopened = await Store.open(tmp_path / "a.db")  # migrations run again: nothing breaks
     loaded = await reopened.get("ar-1")
     assert loaded is not None
-    assert loaded.account is Account.DEMO and loaded.approval_ts == "123.456"
+    assert loaded.account == Account.DEMO and loaded.approval_ts == "123.456"
+    assert loaded.account.demo and loaded.reason == "hedge rolled"
     assert loaded.okx_uid == "42"
     events = await reopened.audit_events("ar-1")
     assert [e.event for e in events] == ["requested", "approval_posted"]
@@ -250,7 +252,7 @@ async def test_migrations_are_recorded_by_alembic(tmp_path: Path) -> None:
         versions = (await db.execute(sa.text("SELECT version_num FROM alembic_version"))
                     ).scalars().all()
     await engine.dispose()
-    assert versions == ["0003"]
+    assert versions == ["0004"]
 
 
 async def test_a_database_from_the_previous_version_gets_the_jobs_its_recovery_would_do(
@@ -292,6 +294,52 @@ async def test_a_database_from_the_previous_version_gets_the_jobs_its_recovery_w
     [post] = await store.jobs.claim(time.time() + 1, "me", 15.0, 10, [Kind.POST])
     assert post.is_retry  # so it looks for a message the old version may have posted
     await store.aclose()
+
+
+async def test_a_database_from_the_previous_version_keeps_live_and_demo_apart(
+        tmp_path: Path) -> None:
+    """Version 0003 knew two accounts by name only, with a CHECK allowing just those;
+    0004 keeps the demo flag per request and takes any account name."""
+    old = tmp_path / "old.db"
+    engine = make_engine(old)
+    async with engine.begin() as db:
+        await db.run_sync(lambda sync: upgrade_to(sync, "0003"))
+        for request_id, account, status in [("ar-live", "live", "done"),
+                                            ("ar-demo", "demo", "pending")]:
+            await db.execute(sa.text(
+                "INSERT INTO requests (id, requester, account, desired, status, created_at,"
+                " expires_at, origin_channel, approval_channel, approval_ts, updated_at,"
+                " announced) VALUES (:id, 'UALICE', :account, 1, :status, 1.0, 901.0,"
+                " 'COPS', 'CAPPR', '1.1', 1.0, 1)"),
+                {"id": request_id, "account": account, "status": status})
+        with pytest.raises(sa.exc.IntegrityError):  # what 0003 did with a new name
+            async with db.begin_nested():
+                await db.execute(sa.text(
+                    "INSERT INTO requests (id, requester, account, desired, status,"
+                    " created_at, expires_at, origin_channel, updated_at) VALUES"
+                    " ('ar-no', 'UALICE', 'desk-a', 1, 'pending', 1.0, 901.0, 'COPS', 1.0)"))
+    await engine.dispose()
+    store = await Store.open(old)
+    live, demo = await store.get("ar-live"), await store.get("ar-demo")
+    assert live is not None and live.account == Account("live") == Account.LIVE
+    assert not live.account.demo and live.status is Status.DONE and live.result is None
+    assert demo is not None and demo.account == Account("demo", demo=True) == Account.DEMO
+    assert demo.status is Status.PENDING and demo.reason == ""
+    desk = ChangeRequest(id="ar-desk", requester="UALICE", account=Account("desk-a"),
+                         desired=False, status=Status.PENDING, created_at=5.0,
+                         expires_at=905.0, origin_channel="COPS", approval_channel="CAPPR",
+                         reason="desk rolled")
+    added = await store.add(desk, now=5.0)
+    assert added.admission is Admission.FRESH and added.superseded is None
+    stored = await store.get("ar-desk")
+    assert stored is not None and stored.account == Account("desk-a")
+    assert stored.reason == "desk rolled" and stored.status is Status.PENDING
+    still = await store.get("ar-demo")  # another account's open request is not touched
+    assert still is not None and still.status is Status.PENDING
+    await store.aclose()
+    fresh = tmp_path / "fresh.db"
+    await (await Store.open(fresh)).aclose()
+    assert normalised(schema(old)) == normalised(schema(fresh))
 
 
 def upgrade_to(connection: sa.Connection, revision: str) -> None:

@@ -44,9 +44,8 @@ def story(bot: Harness) -> Story:
     updates = bot.slack.wait_for(lambda: (u := [
         c for c in bot.slack.called("chat.update") if c.args.get("ts") == ts]) and
         "applying" not in str(u[-1].args["blocks"]) and u)
-    notes = bot.slack.wait_for(lambda: [c for c in bot.slack.called("chat.postEphemeral")
-                                        if c.args.get("user") == ALICE])
-    return Story(thread, str(updates[-1].args["blocks"]), notes[-1].args["text"])
+    notes = bot.slack.wait_for(lambda: bot.slack.dms(ALICE))  # the note is a DM
+    return Story(thread, str(updates[-1].args["blocks"]), notes[-1]["text"])
 
 
 def test_the_guard_recognises_operator_text() -> None:
@@ -64,9 +63,12 @@ def test_the_guard_recognises_operator_text() -> None:
 def test_okx_unreachable_during_status_is_told_in_words(
         bot: Harness, caplog: pytest.LogCaptureFixture) -> None:
     bot.okx.fail_next("drop", times=50, path=CONFIG)
-    text = bot.command("status").followup()
-    assert "live account can't be used right now: OKX could not be reached" in text
+    text = bot.command("status live").followup()
+    assert "*live* (LIVE) can't be used right now: OKX could not be reached" in text
     assert "network" in text and "OKX code" not in text
+    every = bot.command("status").followup()  # every account, one line each
+    assert "*live* (LIVE): can't be read right now: OKX could not be reached" in every
+    assert "network" in every and "OKX code" not in every
     log = warnings(caplog, "bot.service")
     assert "account=live" in log and "code=network" in log
     assert "Error" in log  # the exception class underneath, for the operator
@@ -98,11 +100,12 @@ def test_account_without_credentials_is_not_set_up_and_the_log_says_what_to_set(
     bot = harness.start()
     for command in ("demo status", "demo on"):
         text = bot.command(command).followup()
-        assert "*DEMO* account can't be used right now: it isn't set up in the bot" in text
+        assert text.startswith(":warning: [DEMO] ")
+        assert "*demo* (DEMO) can't be used right now: it isn't set up in the bot" in text
         assert "ask whoever runs it" in text
     log = warnings(caplog, "bot.service")
     assert "account=demo" in log and "OKX_DEMO_API_KEY" in log
-    assert "credentials set --demo" in log
+    assert "credentials set --account demo" in log
     assert bot.slack.posted() == []
 
 
@@ -122,10 +125,10 @@ def test_approval_channel_not_postable_is_words_for_traders_and_a_hint_in_the_lo
 # --- outcome unknown: one story in three places -----------------------------------------
 @pytest.mark.parametrize(("fault", "command", "why", "check"), [
     ("50001", "on", "OKX says its service is temporarily unavailable (OKX code 50001).",
-     "`/autorepay status`"),
-    ("50004", "on", "OKX timed out answering (OKX code 50004).", "`/autorepay status`"),
-    ("http500", "demo on", "OKX had a server error (HTTP 500).", "`/autorepay demo status`"),
-    ("drop", "on", "OKX could not be reached (network error).", "`/autorepay status`"),
+     "`/autorepay status live`"),
+    ("50004", "on", "OKX timed out answering (OKX code 50004).", "`/autorepay status live`"),
+    ("http500", "demo on", "OKX had a server error (HTTP 500).", "`/autorepay status demo`"),
+    ("drop", "on", "OKX could not be reached (network error).", "`/autorepay status live`"),
 ])
 def test_outage_during_the_write_tells_one_story_of_an_unknown_outcome(
         bot: Harness, fault: str, command: str, why: str, check: str) -> None:

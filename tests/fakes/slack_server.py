@@ -40,6 +40,7 @@ class Failure:
     error: str
     status: int = 200
     retry_after: int | None = None
+    when: Callable[[dict[str, Any]], bool] | None = None  # None: whatever the call
 
 
 @dataclass
@@ -72,9 +73,12 @@ class FakeSlack(LoopbackServer):
 
     # --- what tests arrange and inspect -------------------------------------------------
     def fail(self, method: str, error: str, times: int = 1, *, status: int = 200,
-             retry_after: int | None = None) -> None:
+             retry_after: int | None = None,
+             when: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        """The next `times` calls to `method` (only those matching `when`, if given) fail
+        with `error`."""
         queue = self._failures.setdefault(method, deque())
-        queue.extend(Failure(error, status, retry_after) for _ in range(times))
+        queue.extend(Failure(error, status, retry_after, when) for _ in range(times))
 
     def stall(self, method: str,
               when: Callable[[dict[str, Any]], bool] = lambda args: True) -> None:
@@ -123,6 +127,12 @@ class FakeSlack(LoopbackServer):
         """Top-level messages posted (not thread replies), in order."""
         return [c.args for c in self.called("chat.postMessage") if c.answer.get("ok")
                 and "thread_ts" not in c.args and channel in (None, c.args.get("channel"))]
+
+    def dms(self, user: str | None = None) -> list[dict[str, Any]]:
+        """Direct messages the bot sent (chat.postMessage to a user ID), in order."""
+        return [c.args for c in self.called("chat.postMessage") if c.answer.get("ok")
+                and str(c.args.get("channel", "")).startswith(("U", "W"))
+                and user in (None, c.args.get("channel"))]
 
     def thread(self, ts: str) -> list[dict[str, Any]]:
         return [c.args for c in self.called("chat.postMessage")
@@ -180,12 +190,10 @@ class FakeSlack(LoopbackServer):
             self._record(call, self.held)
             await gate.wait()
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
-        failures = self._failures.get(method)
         status, headers = 200, {}
         if token != expected:
             call.answer = {"ok": False, "error": "invalid_auth"}
-        elif failures:
-            failure = failures.popleft()
+        elif failure := self._next_failure(method, args):
             call.answer = {"ok": False, "error": failure.error}
             status = failure.status
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else {}
@@ -198,6 +206,15 @@ class FakeSlack(LoopbackServer):
             request.transport.abort()
             raise asyncio.CancelledError  # done, but the answer never leaves
         return web.json_response(call.answer, status=status, headers=headers)
+
+    def _next_failure(self, method: str, args: dict[str, Any]) -> Failure | None:
+        """The first failure queued for `method` that applies to this call, taken off."""
+        queue = self._failures.get(method, deque())
+        for index, failure in enumerate(list(queue)):  # tests append meanwhile
+            if failure.when is None or failure.when(args):
+                del queue[index]
+                return failure
+        return None
 
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":

@@ -1,0 +1,104 @@
+"""Answers that list things: every account's state, pending requests, history.
+
+One line per item; lines are packed into sections under Slack's 3 000-character limit
+per text block, so 50 history entries still make one valid message.
+"""
+
+from __future__ import annotations
+
+from bot.approvals import ChangeRequest, Status
+from bot.service import AccountState, Cancelled, Listing, Overview
+from handlers.blocks import (
+    Message,
+    account_name,
+    closing_line,
+    message_link,
+    mode_line,
+    onoff,
+    section,
+    when,
+    who,
+)
+from handlers.parsing import quote
+
+SECTION_CHARS = 2900  # Slack refuses a section text over 3 000 characters
+
+
+def overview(result: Overview) -> Message:
+    if not result.states:
+        return Message("There is no account you may see right now.")
+    lines = []
+    for state in result.states:
+        if isinstance(state, AccountState):
+            config = state.config
+            lines.append(f"• {account_name(state.account)}: auto repay "
+                         f"*{onoff(config.auto_repay)}* · {who(config.uid, config.label)} · "
+                         f"{mode_line(config)}")
+        else:
+            lines.append(f"• {account_name(state.account)}: can't be read right now: "
+                         f"{quote(state.reason, 300)}")
+    return listing("Auto repay, account by account:", lines)
+
+
+def pending(result: Listing, required: int, now: float) -> Message:
+    where = ", ".join(account.name for account in result.accounts)
+    if not result.requests:
+        return Message(f"Nothing is waiting for approval (accounts: {where}).")
+    lines = [pending_line(request, required, now) for request in result.requests]
+    return listing(f"Waiting for approval ({len(lines)}):", lines)
+
+
+def pending_line(request: ChangeRequest, required: int, now: float) -> str:
+    link = (f" · <{message_link(request.approval_channel, request.approval_ts)}|open it>"
+            if request.approval_ts else " · not posted yet")
+    reason = f" · “{quote(request.reason, 200)}”" if request.reason else ""
+    return (f"• `{request.id}` <@{request.requester}> asks *{onoff(request.desired)}* on "
+            f"{account_name(request.account)} · {age(now - request.created_at)} ago · "
+            f"expires {when(request.expires_at)} · approvals "
+            f"{len(request.approvers)}/{required}{link}{reason}")
+
+
+def history(result: Listing) -> Message:
+    where = ", ".join(account.name for account in result.accounts)
+    if not result.requests:
+        return Message(f"No finished requests yet (accounts: {where}).")
+    lines = [history_line(request) for request in result.requests]
+    return listing(f"The last {len(lines)} finished requests, newest first:", lines)
+
+
+def history_line(request: ChangeRequest) -> str:
+    reason = f" · “{quote(request.reason, 200)}”" if request.reason else ""
+    return (f"• {when(request.created_at)} <@{request.requester}> asked "
+            f"*{onoff(request.desired)}* on {account_name(request.account)}: "
+            f"{closing_line(request)}{reason}")
+
+
+def cancelled(result: Cancelled, user: str) -> Message:
+    request = result.request
+    if request.status is Status.CANCELLED and request.decided_by == user:
+        return Message(f"Cancelled `{request.id}` (auto repay *{onoff(request.desired)}* on "
+                       f"{account_name(request.account)}). Nothing was changed.")
+    return Message(f"`{request.id}` can't be cancelled: it is {request.status} "
+                   f"already. {closing_line(request)}")
+
+
+def listing(title: str, lines: list[str]) -> Message:
+    chunks: list[str] = []
+    for line in lines:
+        if chunks and len(chunks[-1]) + len(line) + 1 <= SECTION_CHARS:
+            chunks[-1] += "\n" + line
+        else:
+            chunks.append(line[:SECTION_CHARS])
+    text = title + "\n" + "\n".join(lines)
+    return Message(text[:3000], [section(f"*{title}*"), *(section(c) for c in chunks)])
+
+
+def age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d"
