@@ -8,6 +8,7 @@
 5. click → start of the OKX write (the loopback OKX server receiving
    POST set-auto-repay): Slack answering; Slack hanging after each click until its
    request is done; Slack hanging after every click for good (calls time out)
+6. /autorepay status over 10 named accounts, OKX answering after 100 ms (bench/accounts.py)
 
 Quicker runs while working on figures:  python -m bench write --writes 10   (names: FIGURES)
 """
@@ -47,7 +48,7 @@ DEMO = Credentials("bench-demo-key", "bench-demo-secret", "bench-demo-pass")
 BURST = Credentials("bench-burst-key", "bench-burst-secret", "bench-burst-pass")
 ROUNDS, CONCURRENCY, CLICKS, COMMANDS = 30, 20, 15, 1000
 WRITES, WARMUP = 40, 2  # figure 5: measured clicks per case, and unmeasured ones first
-FIGURES = ("ack", "click", "burst", "startup", "write")
+FIGURES = ("ack", "click", "burst", "startup", "write", "status")
 
 
 # --- processes ------------------------------------------------------------------------
@@ -408,6 +409,10 @@ async def main(figures: set[str], writes: int) -> None:
         clicks = await click_to_thread(slack, okx, tmp) if "click" in figures else None
         bursts = await burst(okx) if "burst" in figures else None
         starts = await startup_and_memory(slack, okx, tmp) if "startup" in figures else None
+        statuses = None
+        if "status" in figures:
+            from bench.accounts import status_over_accounts
+            statuses = await status_over_accounts(slack, okx, tmp)
         cases = None
         if "write" in figures:  # last: Slack calls left hanging end with the stand-in
             cases = {mode: await click_to_write(slack, okx, tmp, mode=mode, writes=writes)
@@ -447,6 +452,9 @@ async def main(figures: set[str], writes: int) -> None:
               f"{growth:+.1f} MB")
     if cases is not None:
         report_writes(cases, writes)
+    if statuses is not None:
+        from bench.accounts import report_status
+        report_status(statuses)
     print(f"\n(bench ran {time.perf_counter() - started:.0f} s)")
 
 

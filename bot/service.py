@@ -354,8 +354,9 @@ class AutoRepay:
         fields = {**detail, "hint": refusal.operator_hint}
         log.info("refused user=%s action=%s reason=%r%s", user, what, refusal.reason,
                  "".join(f" {key}={value}" for key, value in fields.items() if value != ""))
-        await self.store.audit(f"refused:{what}", user, now=self.clock(), reason=refusal.reason,
-                         **detail)
+        request_id = str(detail.pop("request", ""))  # its own column: found by request
+        await self.store.audit(f"refused:{what}", user, request_id, now=self.clock(),
+                               reason=refusal.reason, **detail)
 
 
 def warn(event: str, account: Account, code: str, **detail: str) -> None:
