@@ -54,8 +54,8 @@ class Account:
     @property
     def env_name_sets(self) -> tuple[tuple[str, str, str], ...]:
         """Where the environment may hold this account's key, in the order read: the
-        account named `live` also reads the unnamed OKX_API_* variables."""
-        if self.name == "live":
+        account named `live` (a live one) also reads the unnamed OKX_API_* variables."""
+        if self.name == "live" and not self.demo:
             return (self.env_names, ("OKX_API_KEY", "OKX_API_SECRET", "OKX_API_PASSPHRASE"))
         return (self.env_names,)
 

@@ -187,7 +187,8 @@ def read_settings(environ: Mapping[str, str], *, force_http: bool = False,
     for role, found, what in (("REQUESTERS", requesters, "who may ask"),
                               ("APPROVERS", approvers, "who may approve")):
         name = f"AUTOREPAY_{role}"
-        uncovered = [a for a in accounts if not r.environ.get(f"AUTOREPAY_{a.variable}_{role}")]
+        uncovered = [a for a in accounts
+                     if not r.environ.get(f"AUTOREPAY_{a.variable}_{role}", "").strip()]
         if not found and uncovered and name not in r.placeholders:
             r.problems.append(f"{name} is not set: {people} {what} (or set "
                               f"AUTOREPAY_<ACCOUNT>_{role} for "
@@ -221,7 +222,8 @@ def read_settings(environ: Mapping[str, str], *, force_http: bool = False,
     return settings, r.problems
 
 
-PER_ACCOUNT = re.compile(r"^AUTOREPAY_(\w+)_(REQUESTERS|APPROVERS)$")
+# Shaped like a per-account list, typos included (a dash, a missing S, lower case).
+PER_ACCOUNT = re.compile(r"^AUTOREPAY_(.+)_(REQUESTERS?|APPROVERS?)$", re.IGNORECASE)
 SETTINGS_LIKE_PER_ACCOUNT = frozenset(CLASHES.values())  # shaped like one, but a setting
 
 
@@ -229,12 +231,19 @@ def _per_account(r: _Reader, accounts: tuple[Account, ...], people: str,
                  everyone: Access) -> dict[str, Access]:
     """AUTOREPAY_<NAME>_REQUESTERS / _APPROVERS, for the accounts that have them. One
     naming no configured account is an error: a typo would otherwise go unnoticed."""
-    known = {account.variable for account in accounts}
+    known = {f"AUTOREPAY_{account.variable}_{role}" for account in accounts
+             for role in ("REQUESTERS", "APPROVERS")} | SETTINGS_LIKE_PER_ACCOUNT
     for name in sorted(r.environ):
         match = PER_ACCOUNT.match(name)
-        if match and match[1] not in known and r.environ[name].strip() and \
-                name not in SETTINGS_LIKE_PER_ACCOUNT:
-            r.problems.append(f"{name}: there is no account {match[1].lower()!r} in "
+        if not match or name in known or not r.environ[name].strip():
+            continue
+        account = match[1].lower().replace("_", "-")
+        role = match[2].upper().rstrip("S") + "S"
+        if any(a.name == account for a in accounts):
+            r.problems.append(f"{name} is not a variable the bot reads: write "
+                              f"AUTOREPAY_{account.upper().replace('-', '_')}_{role}")
+        else:
+            r.problems.append(f"{name}: there is no account {account!r} in "
                               f"AUTOREPAY_ACCOUNTS ({', '.join(a.name for a in accounts)})")
     access = {}
     for account in accounts:

@@ -64,7 +64,8 @@ NOT_AN_APPROVER = Refusal(
 
 
 NOT_A_CANCELLER = Refusal(
-    "Only the person who asked or an approver of that account may cancel a request.",
+    "Only the person who asked or an approver of that account may cancel a request "
+    "(`/autorepay pending` shows the IDs).",
     operator_hint="AUTOREPAY_APPROVERS")
 
 
@@ -155,7 +156,8 @@ class Policy:
         return await self._check(user, (Role.APPROVER,), account, NOT_AN_APPROVER)
 
     async def may_cancel(self, user: str, channel: str, requester: str,
-                         account: str) -> Refusal | None:
+                         account: str | None) -> Refusal | None:
+        """The requester, or an approver of the account (None: of any account)."""
         if refusal := self._channel_refusal(channel):
             return refusal
         if user == requester:

@@ -57,9 +57,15 @@ class Unavailable:
     reason: str
 
 
+# `status` of every account: how long one account may take before its line says so.
+OVERVIEW_SECONDS = 5.0
+
 # For traders: what to do about an account the bot has no usable key for. Which variable
 # or command would fix it is the operator's business, and goes to the log.
 NOT_SET_UP = "it isn't set up in the bot (no usable OKX API key); ask whoever runs it."
+RECONFIGURED = ("the account was removed from the bot, or changed between LIVE and DEMO, "
+                "after this request was made; nothing was sent to OKX. Ask again if it "
+                "still applies.")
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,8 @@ class Listing:
 
 @dataclass(frozen=True)
 class Cancelled:
-    request: ChangeRequest  # as it is now: cancelled, or what it was when asked
+    request: ChangeRequest  # as it is now
+    done: bool  # this command cancelled it (False: it had ended before)
 
 
 StatusResult = AccountState | Unavailable | Refusal
@@ -133,6 +140,7 @@ class AutoRepay:
         self._ttl = ttl
         self._approval_channel = approval_channel
         self._new_id = new_id
+        self.overview_seconds = OVERVIEW_SECONDS
         self.jobs_added: Callable[[], None] = lambda: None  # wakes the worker
         # The worker that takes an approval's OKX job in the click's own transaction
         # (owner, lease), and how to hand it that job; None: the worker claims it.
@@ -151,7 +159,8 @@ class AutoRepay:
         accounts = await self._viewable(user, channel, "status")
         if isinstance(accounts, Refusal):
             return accounts
-        configs = await asyncio.gather(*(self._read(account) for account in accounts))
+        configs = await asyncio.gather(*(self._read_within(a, self.overview_seconds)
+                                         for a in accounts))
         return Overview([config if isinstance(config, Unavailable) else
                          AccountState(account, config)
                          for account, config in zip(accounts, configs, strict=True)])
@@ -175,18 +184,22 @@ class AutoRepay:
                      ) -> Cancelled | Refusal:
         """The requester or an approver of the account withdraws a pending request."""
         request = await self.store.get(request_id)
+        # Asked about an unknown ID, the same check (approver of any account): whoever
+        # may not cancel learns nothing of which IDs exist.
+        if refusal := await self.policy.may_cancel(
+                user, channel, request.requester if request else "",
+                request.account.name if request else None):
+            await self._refused(user, "cancel", refusal, request=request_id)
+            return refusal
         if request is None:
             return Refusal(f"There is no request `{request_id}`. `/autorepay pending` "
                            "lists the open ones.")
-        if refusal := await self.policy.may_cancel(user, channel, request.requester,
-                                                   request.account.name):
-            await self._refused(user, "cancel", refusal, request=request_id)
-            return refusal
-        cancelled = await self.store.cancel(request_id, user, self.clock()) or request
-        if cancelled.status is Status.CANCELLED and cancelled.decided_by == user:
+        outcome = await self.store.cancel(request_id, user, self.clock())
+        cancelled, done = outcome or (request, False)
+        if done:
             self.jobs_added()
             log.info("cancelled id=%s user=%s", request_id, user)
-        return Cancelled(cancelled)
+        return Cancelled(cancelled, done)
 
     async def _viewable(self, user: str, channel: str, what: str,
                         account: Account | None = None) -> list[Account] | Refusal:
@@ -296,8 +309,9 @@ class AutoRepay:
         if client is None:
             warn("account unavailable", request.account, "credentials", request=request.id,
                  detail=self._missing_detail(request.account))
+            changed = request.account not in self.accounts
             return request.moved_to(Status.FAILED, error_code="credentials",
-                                    error_text=NOT_SET_UP)
+                                    error_text=RECONFIGURED if changed else NOT_SET_UP)
         try:
             confirmed = await client.set_auto_repay(request.desired)
         except OkxError as exc:
@@ -321,6 +335,16 @@ class AutoRepay:
                 okx_uid=config.uid, okx_label=config.label)
         return request.moved_to(Status.DONE, result=config.auto_repay, okx_uid=config.uid,
                                 okx_label=config.label)
+
+    async def _read_within(self, account: Account, seconds: float
+                           ) -> AccountConfig | Unavailable:
+        """One slow account must not hold up the others' lines in `status`."""
+        try:
+            return await asyncio.wait_for(self._read(account), seconds)
+        except TimeoutError:
+            log.warning("status read timed out account=%s after=%gs", account, seconds)
+            return Unavailable(account, f"OKX did not answer within {seconds:g} s; ask "
+                               f"again with `/autorepay status {account.name}`.")
 
     def _client(self, account: Account) -> OkxClient | None:
         """The account's client, if it is configured as it was when asked about: a

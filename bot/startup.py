@@ -75,17 +75,24 @@ async def check_accounts(runtime: Runtime) -> list[str]:
     """Read each account once; retire those OKX refuses. Problems only if none is left."""
     accounts = [a for a in runtime.settings.accounts if a.name in runtime.clients]
     results = await asyncio.gather(*(_check_account(runtime, a) for a in accounts))
-    for account, refusal in zip(accounts, results, strict=True):
+    seen: dict[tuple[str, bool], Account] = {}
+    for account, (refusal, uid) in zip(accounts, results, strict=True):
         if refusal is not None:
             runtime.retire(account.name, refusal)
+        elif uid and (other := seen.setdefault((uid, account.demo), account)) != account:
+            log.warning("accounts %s and %s are the same OKX account (uid %s): requests, "
+                        "approvers and one-open-request apply to each name separately; "
+                        "give each key its own account, or remove one name", other,
+                        account, uid)
     if runtime.clients:
         return []
     return ["no OKX account can be used: "
             + "; ".join(f"{account}: {why}" for account, why in runtime.missing.items())]
 
 
-async def _check_account(runtime: Runtime, account: Account) -> str | None:
-    """None when usable (or OKX didn't answer); the reason when OKX refused the key."""
+async def _check_account(runtime: Runtime, account: Account) -> tuple[str | None, str]:
+    """(None, its uid) when usable, (None, "") when OKX didn't answer; (the reason, "")
+    when OKX refused the key."""
     try:
         config = await asyncio.wait_for(runtime.clients[account.name].get_account_config(),
                                         OKX_CHECK_SECONDS)
@@ -94,12 +101,12 @@ async def _check_account(runtime: Runtime, account: Account) -> str | None:
                   "that account is unavailable until the key is fixed and the bot "
                   "restarted", account, exc.explanation, exc.code,
                   f" {exc.operator_hint}" if exc.operator_hint else "")
-        return f"OKX refused its API key ({exc.code})"
+        return f"OKX refused its API key ({exc.code})", ""
     except (OkxError, TimeoutError) as exc:
         code = exc.code if isinstance(exc, OkxError) else "timeout"
         log.warning("could not read the %s account at start (%s); it will be tried again "
                     "when used", account, code)
-        return None
+        return None, ""
     log.info("OKX %s account ok: uid %s, %s, auto repay %s", account, config.uid,
              config.mode_name, "ON" if config.auto_repay else "OFF")
-    return None
+    return None, config.uid

@@ -86,7 +86,7 @@ async def run(command: Command, user: str, channel: str, service: AutoRepay,
                 else blocks.refused(found)
         case Action.CANCEL:
             withdrawn = await service.cancel(user, channel, command.request_id)
-            return listings.cancelled(withdrawn, user) if isinstance(withdrawn, Cancelled) \
+            return listings.cancelled(withdrawn) if isinstance(withdrawn, Cancelled) \
                 else blocks.refused(withdrawn)
     assert command.account is not None
     result = await service.request_change(user, channel, command.account, command.desired,

@@ -6,12 +6,15 @@ per text block, so 50 history entries still make one valid message.
 
 from __future__ import annotations
 
-from bot.approvals import ChangeRequest, Status
+from slack_sdk.models.blocks import Block
+
+from bot.approvals import ChangeRequest
 from bot.service import AccountState, Cancelled, Listing, Overview
 from handlers.blocks import (
     Message,
     account_name,
     closing_line,
+    context,
     message_link,
     mode_line,
     onoff,
@@ -22,6 +25,8 @@ from handlers.blocks import (
 from handlers.parsing import quote
 
 SECTION_CHARS = 2900  # Slack refuses a section text over 3 000 characters
+MAX_SECTIONS = 48  # and a message over 50 blocks (the title and a "more" line besides)
+TEXT_CHARS = 3000  # the notification text: whole lines up to this
 
 
 def overview(result: Overview) -> Message:
@@ -73,9 +78,9 @@ def history_line(request: ChangeRequest) -> str:
             f"{closing_line(request)}{reason}")
 
 
-def cancelled(result: Cancelled, user: str) -> Message:
+def cancelled(result: Cancelled) -> Message:
     request = result.request
-    if request.status is Status.CANCELLED and request.decided_by == user:
+    if result.done:
         return Message(f"Cancelled `{request.id}` (auto repay *{onoff(request.desired)}* on "
                        f"{account_name(request.account)}). Nothing was changed.")
     return Message(f"`{request.id}` can't be cancelled: it is {request.status} "
@@ -83,14 +88,28 @@ def cancelled(result: Cancelled, user: str) -> Message:
 
 
 def listing(title: str, lines: list[str]) -> Message:
+    """A title and lines, packed into sections; past Slack's 50 blocks, the rest is
+    counted instead of shown (the text fallback holds whole lines only)."""
     chunks: list[str] = []
+    shown = 0
     for line in lines:
         if chunks and len(chunks[-1]) + len(line) + 1 <= SECTION_CHARS:
             chunks[-1] += "\n" + line
-        else:
+        elif len(chunks) < MAX_SECTIONS:
             chunks.append(line[:SECTION_CHARS])
-    text = title + "\n" + "\n".join(lines)
-    return Message(text[:3000], [section(f"*{title}*"), *(section(c) for c in chunks)])
+        else:
+            break
+        shown += 1
+    blocks: list[Block] = [section(f"*{title}*"), *(section(c) for c in chunks)]
+    if shown < len(lines):
+        blocks.append(context(f"… and {len(lines) - shown} more not shown (Slack's limit); "
+                              "ask for fewer, or for one account."))
+    text = title
+    for line in lines:
+        if len(text) + len(line) + 1 > TEXT_CHARS:
+            break
+        text += "\n" + line
+    return Message(text, blocks)
 
 
 def age(seconds: float) -> str:

@@ -26,6 +26,7 @@ Grammar (SPEC §1)::
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -39,6 +40,7 @@ HISTORY_MAX = 50
 WORD_LIMIT = 20  # characters of a user's word shown in an error (quote() escapes them)
 
 SEPARATOR = re.compile("--|\u2014|\u2013")  # --, em dash, en dash
+INVISIBLE = frozenset({"Cc", "Cf", "Co", "Cs"})  # control, format, private use, surrogate
 REQUEST_ID = re.compile(r"ar-[0-9a-z]{1,32}")
 DIGITS = re.compile(r"[0-9]+")
 NUMBER_LIKE = re.compile(r"[+-]?[0-9]+")
@@ -85,12 +87,16 @@ def parse(text: str, accounts: Sequence[Account] = DEFAULT_ACCOUNTS, *,
 
 
 def split_reason(text: str) -> tuple[str, str | None]:
-    """(command part, reason); the reason is None without a separator, else trimmed
-    and with white space collapsed ("" when nothing follows the separator)."""
+    """(command part, reason); the reason is None without a separator, else trimmed,
+    with white space collapsed and control and format characters (NUL, ESC, the
+    right-to-left override, zero-width spaces…) taken out, so what approvers read is
+    what it looks like ("" when nothing is left)."""
     found = SEPARATOR.search(text)
     if found is None:
         return text, None
-    return text[:found.start()], " ".join(text[found.end():].split())
+    visible = "".join(ch for ch in text[found.end():]
+                      if ch.isspace() or unicodedata.category(ch) not in INVISIBLE)
+    return text[:found.start()], " ".join(visible.split())
 
 
 def _with_reason(command: Command, reason: str | None, require_reason: bool) -> Command:

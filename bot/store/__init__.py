@@ -262,26 +262,28 @@ class Store:
                     expired.append(moved)
             return expired
 
-    async def cancel(self, request_id: str, user: str, now: float) -> ChangeRequest | None:
+    async def cancel(self, request_id: str, user: str, now: float
+                     ) -> tuple[ChangeRequest, bool] | None:
         """Withdraw a pending request (`user` may: the caller checked). Returns it as it
-        is now: cancelled, or as it was if it is no longer pending (or just expired)."""
+        is now, and whether this call cancelled it (no: it was no longer pending, or has
+        just expired)."""
         async with self._transaction() as db:
             request = await self._load(db, request_id, lock=True)
             if request is None:
                 return None
             if (expired := approvals.expire(request, now)) is not None:
                 await self._expire(db, expired, now)
-                return expired
+                return expired, False
             cancelled = approvals.cancel(request, user, now)
             if cancelled is None:
-                return request
+                return request, False
             await self._set_status(db, cancelled, now)
             await self._audit(db, now, "cancelled", user, request_id,
                               account=request.account.name)
             # The requester who cancels has the command's reply; anyone else tells them.
             told = ANNOUNCE if user != request.requester else (Kind.UPDATE, Kind.THREAD)
             await enqueue(db, now, request_id, *told, notes={Kind.TELL: Note.RESULT})
-            return cancelled
+            return cancelled, True
 
     async def pending(self, accounts: list[str], now: float) -> list[ChangeRequest]:
         """Requests of these accounts waiting for approval (not past their TTL), oldest

@@ -129,3 +129,24 @@ def test_live_reads_its_named_variables_first_then_the_unnamed_ones(no_keyring: 
     assert credentials.load(Account.LIVE, {**unnamed, **named}).api_key == "k1"
     with pytest.raises(CredentialsError, match="incomplete: OKX_LIVE_API_SECRET"):
         credentials.load(Account.LIVE, {**unnamed, "OKX_LIVE_API_KEY": "k1"})
+
+
+@pytest.mark.parametrize("typo", ["AUTOREPAY_DESK-A_APPROVERS", "AUTOREPAY_DESK_A_APPROVER",
+                                  "autorepay_desk_a_approvers", "AUTOREPAY_DESK_A_Requester"])
+def test_a_misspelt_per_account_variable_is_an_error_not_silence(typo: str) -> None:
+    found = problems(AUTOREPAY_ACCOUNTS="main, desk-a", **{typo: "U0DAVE001"})
+    role = "APPROVERS" if "APPROVER" in typo.upper() else "REQUESTERS"
+    assert found == [f"{typo} is not a variable the bot reads: write AUTOREPAY_DESK_A_{role}"]
+
+
+def test_a_blank_per_account_list_does_not_count_as_set() -> None:
+    environ = {k: v for k, v in GOOD.items() if k != "AUTOREPAY_APPROVERS"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**environ, "AUTOREPAY_ACCOUNTS": "main", "AUTOREPAY_MAIN_APPROVERS": " "})
+    assert [p for p in caught.value.problems if p.startswith("AUTOREPAY_APPROVERS is not set")]
+
+
+def test_a_demo_account_named_live_does_not_take_the_live_key(no_keyring: None) -> None:
+    unnamed = {"OKX_API_KEY": "k0", "OKX_API_SECRET": "s0", "OKX_API_PASSPHRASE": "p0"}
+    with pytest.raises(CredentialsError, match="OKX_LIVE_API_KEY"):
+        credentials.load(Account("live", demo=True), unnamed)

@@ -255,6 +255,21 @@ def test_one_refused_okx_key_makes_only_that_account_unavailable(
     assert "WRONG-SECRET" not in output.text
 
 
+def test_two_account_names_for_one_okx_account_are_pointed_out(
+        env: dict[str, str], tmp_path: Path, running: list[subprocess.Popen[str]]) -> None:
+    twin = {"OKX_TWIN_API_KEY": env["OKX_API_KEY"], "OKX_TWIN_API_SECRET": env["OKX_API_SECRET"],
+            "OKX_TWIN_API_PASSPHRASE": env["OKX_API_PASSPHRASE"]}
+    process = bot_process([], {**env, **twin, "AUTOREPAY_ACCOUNTS": "live, demo:demo, twin"},
+                          tmp_path)
+    running.append(process)
+    output = Lines(process)
+    wait_ready(process, int(env["PORT"]))
+    [line] = output.wait_for("are the same OKX account")
+    assert "WARNING" in line and "live" in line and "twin" in line
+    stop(process)
+    assert "demo" not in line  # a different uid: not named
+
+
 def test_no_usable_okx_key_at_all_is_a_config_error(env: dict[str, str],
                                                     tmp_path: Path) -> None:
     wrong = {**env, "OKX_DEMO_API_SECRET": "WRONG-1", "OKX_API_SECRET": "WRONG-2"}

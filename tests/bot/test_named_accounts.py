@@ -318,7 +318,8 @@ def test_a_request_whose_account_was_removed_or_changed_is_not_sent_elsewhere(
         click(bot, BOB, request)
         failed = finished(bot, request)
         assert failed.status is Status.FAILED and failed.error_code == "credentials"
-        assert "isn't set up" in thread_of(bot, request)[0]["text"]
+        assert "removed from the bot, or changed between LIVE and DEMO" in \
+            thread_of(bot, request)[0]["text"]
     assert writes(bot.okx) == []
     assert fake(bot.okx, PAPER).auto_repay is False and fake(bot.okx, DESK).auto_repay is False
 
@@ -479,6 +480,22 @@ def test_cancel_of_an_unknown_or_finished_request(nbot: Harness) -> None:
     assert "cancelled" not in [e.event for e in nbot.store.audit_events(request.id)]
 
 
+def test_cancelling_twice_says_it_was_cancelled_already(nbot: Harness) -> None:
+    request = requested(nbot, "on desk-a")
+    assert "Cancelled" in nbot.command(f"cancel {request.id}").followup()
+    again = nbot.command(f"cancel {request.id}").followup()
+    assert f"`{request.id}` can't be cancelled: it is cancelled already" in again, again
+    assert [e.event for e in nbot.store.audit_events(request.id)].count("cancelled") == 1
+
+
+def test_outsiders_learn_nothing_about_which_ids_exist(nbot: Harness) -> None:
+    request = requested(nbot, "on desk-a")
+    known = nbot.command(f"cancel {request.id}", user=MALLORY).followup()
+    unknown = nbot.command("cancel ar-00000000", user=MALLORY).followup()
+    assert known == unknown and "There is no request" not in known, known
+    assert nbot.store.get(request.id).status is Status.PENDING
+
+
 # --- one open request per account -----------------------------------------------------------
 def test_requests_on_different_accounts_do_not_supersede_each_other(nbot: Harness) -> None:
     fake(nbot.okx, MAIN).auto_repay = True
@@ -618,6 +635,17 @@ def test_status_reads_the_accounts_at_the_same_time(nbot: Harness) -> None:
     assert 0.5 <= elapsed < 1.2, f"3 reads of 0.5 s took {elapsed:.2f} s"
     arrived = sorted(r.arrived for r in reads(nbot.okx))
     assert len(arrived) == 3 and arrived[-1] - arrived[0] < 0.3, arrived
+
+
+def test_one_slow_account_does_not_hold_up_the_others_in_status(nbot: Harness) -> None:
+    nbot.runtime.service.overview_seconds = 0.5
+    nbot.okx.fail_next("slow", seconds=5.0, path=CONFIG)  # the first read hangs
+    started = time.monotonic()
+    text = nbot.command("status").followup()
+    assert time.monotonic() - started < 2.0
+    assert text.count("auto repay *OFF*") == 2, text  # the two that answered
+    assert "OKX did not answer within 0.5 s" in text
+    assert "`/autorepay status " in text
 
 
 SHARED_UID = "320000000099"

@@ -279,3 +279,9 @@ def test_quote() -> None:
     assert quote("x" * 31) == "x" * 30 + "…"
     assert quote("x" * 30) == "x" * 30
     assert quote("abcdef", limit=3) == "abc…"
+
+
+def test_invisible_and_control_characters_are_taken_out_of_a_reason() -> None:
+    command = parse("on live -- a\x00b\u202ec\u200bd\x1b[31m e\u00e9")
+    assert command.reason == "abcd[31m e\u00e9"
+    assert parse("on live -- \u200b\u202e").reason == ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import string
+import unicodedata
 from dataclasses import replace
 
 from hypothesis import given, settings
@@ -116,9 +117,9 @@ def valid_commands(draw: st.DrawFn) -> tuple[str, tuple[Account, ...], bool, Com
         if require_reason or draw(st.booleans()):
             raw = draw(st.one_of(st.text(max_size=80),
                                  st.integers(490, 500).map(lambda n: "r" * n)))
-            if require_reason and not raw.strip():
+            if require_reason and not visible(raw).strip():
                 raw += " Why"
-            reason = " ".join(raw.split())
+            reason = " ".join(visible(raw).split())
             before = draw(GAP) if text.endswith("-") else draw(EDGE)
             text += before + draw(st.sampled_from(SEPARATORS)) + raw
             expected = replace(expected, reason=reason)
@@ -257,6 +258,13 @@ def could_continue(keys: tuple[str, ...], accounts: tuple[Account, ...]) -> bool
 def starts(accounts: tuple[Account, ...]) -> frozenset[tuple[str, ...]]:
     """Every beginning of every command in valid_table."""
     return frozenset(keys[:n] for keys in valid_table(accounts) for n in range(len(keys) + 1))
+
+
+def visible(text: str) -> str:
+    """What a reader sees: no control, format (zero-width, direction marks), private-use
+    or surrogate characters; white space stays."""
+    return "".join(c for c in text
+                   if c.isspace() or unicodedata.category(c) not in ("Cc", "Cf", "Co", "Cs"))
 
 
 def split_tokens(tokens: list[str]) -> tuple[list[str], str | None]:
