@@ -235,7 +235,13 @@ def _per_account(r: _Reader, accounts: tuple[Account, ...], people: str,
              for role in ("REQUESTERS", "APPROVERS")} | SETTINGS_LIKE_PER_ACCOUNT
     for name in sorted(r.environ):
         match = PER_ACCOUNT.match(name)
-        if not match or name in known or not r.environ[name].strip():
+        if name in known or not r.environ[name].strip():
+            continue
+        if not match:
+            if _looks_per_account(name, accounts):
+                r.problems.append(f"{name!r} is not a variable the bot reads: an account's "
+                                  "own lists are AUTOREPAY_<NAME>_REQUESTERS and "
+                                  "AUTOREPAY_<NAME>_APPROVERS (NAME upper-cased, - → _)")
             continue
         account = match[1].lower().replace("_", "-")
         role = match[2].upper().rstrip("S") + "S"
@@ -254,6 +260,26 @@ def _per_account(r: _Reader, accounts: tuple[Account, ...], people: str,
         access[account.name] = Access(requesters or everyone.requesters,
                                       approvers or everyone.approvers)
     return access
+
+
+# Settings whose names mention requesters or approvals without being per-account lists.
+GLOBAL_PEOPLE_SETTINGS = frozenset({
+    "AUTOREPAY_REQUESTERS", "AUTOREPAY_APPROVERS", "AUTOREPAY_APPROVAL_CHANNEL",
+    "AUTOREPAY_APPROVALS_REQUIRED", "AUTOREPAY_APPROVAL_TTL", "AUTOREPAY_ALLOW_SELF_APPROVAL",
+    "AUTOREPAY_REQUIRE_REASON", "AUTOREPAY_MENTION_APPROVERS"})
+
+
+def _looks_per_account(name: str, accounts: tuple[Account, ...]) -> bool:
+    """A misspelling of a per-account list (REQUESTORS, APROVERS, a stray space or
+    zero-width character, AUTO_REPAY_…), or an unknown setting of a configured account."""
+    if name in GLOBAL_PEOPLE_SETTINGS:
+        return False
+    plain = "".join(ch for ch in name if ch.isalnum() or ch in "_-").upper()
+    if not plain.startswith(("AUTOREPAY_", "AUTO_REPAY_")):
+        return False
+    if any(word in plain for word in ("REQUEST", "APPROV", "APROV")):
+        return True
+    return any(plain.startswith(f"AUTOREPAY_{a.variable}_") for a in accounts)
 
 
 def _port(r: _Reader, flag: int | None) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from bot.accounts import Account
 from bot.approvals import Admission, ChangeRequest, Outcome, Rules, Status
 from bot.jobs import Job
-from bot.policy import Policy, Refusal
+from bot.policy import NOT_A_CANCELLER, Policy, Refusal
 from bot.store import Store
 from okx import AccountConfig, OkxClient, OkxError
 
@@ -184,16 +184,22 @@ class AutoRepay:
                      ) -> Cancelled | Refusal:
         """The requester or an approver of the account withdraws a pending request."""
         request = await self.store.get(request_id)
-        # Asked about an unknown ID, the same check (approver of any account): whoever
-        # may not cancel learns nothing of which IDs exist.
-        if refusal := await self.policy.may_cancel(
-                user, channel, request.requester if request else "",
-                request.account.name if request else None):
+        refusal = await self.policy.may_cancel(
+            user, channel, request.requester if request else "",
+            request.account.name if request else None)
+        not_theirs = refusal is not None and refusal.reason == NOT_A_CANCELLER.reason
+        if not_theirs or (request is None and refusal is None):
+            # One answer for "no such request" and "not yours to cancel": nobody learns
+            # which IDs exist on accounts they have no say over.
+            if refusal is not None:
+                await self._refused(user, "cancel", refusal, request=request_id)
+            return Refusal(f"There is no pending request `{request_id}` that you may "
+                           "cancel. `/autorepay pending` lists the open ones you can "
+                           "see.", refusal.operator_hint if refusal else "")
+        if refusal is not None:  # the channel, or membership that can't be checked now
             await self._refused(user, "cancel", refusal, request=request_id)
             return refusal
-        if request is None:
-            return Refusal(f"There is no request `{request_id}`. `/autorepay pending` "
-                           "lists the open ones.")
+        assert request is not None
         outcome = await self.store.cancel(request_id, user, self.clock())
         cancelled, done = outcome or (request, False)
         if done:

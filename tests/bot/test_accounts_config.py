@@ -150,3 +150,22 @@ def test_a_demo_account_named_live_does_not_take_the_live_key(no_keyring: None) 
     unnamed = {"OKX_API_KEY": "k0", "OKX_API_SECRET": "s0", "OKX_API_PASSPHRASE": "p0"}
     with pytest.raises(CredentialsError, match="OKX_LIVE_API_KEY"):
         credentials.load(Account("live", demo=True), unnamed)
+
+
+@pytest.mark.parametrize("typo", ["AUTOREPAY_DESK_A_REQUESTORS", "AUTOREPAY_DESK_A_APROVERS",
+                                  "AUTOREPAY_DESK_A_APPROVERS_", " AUTOREPAY_DESK_A_APPROVERS",
+                                  "AUTOREPAY_DESK_A_APPROVERS\u200b", "AUTO_REPAY_MAIN_APPROVERS",
+                                  "AUTOREPAY_DESK_A_APPROVALS"])
+def test_other_misspellings_of_per_account_lists_are_errors_too(typo: str) -> None:
+    found = problems(AUTOREPAY_ACCOUNTS="main, desk-a", **{typo: "U0DAVE001"})
+    assert found == [f"{typo!r} is not a variable the bot reads: an account's own lists are "
+                     "AUTOREPAY_<NAME>_REQUESTERS and AUTOREPAY_<NAME>_APPROVERS (NAME "
+                     "upper-cased, - → _)"]
+
+
+def test_the_global_settings_about_approvals_are_not_taken_for_typos() -> None:
+    settings = load_settings({**GOOD, "AUTOREPAY_APPROVAL_TTL": "60",
+                              "AUTOREPAY_APPROVALS_REQUIRED": "1",
+                              "AUTOREPAY_ALLOW_SELF_APPROVAL": "false",
+                              "AUTOREPAY_REQUIRE_REASON": "true"})
+    assert settings.approval_ttl == 60 and settings.require_reason
