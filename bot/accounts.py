@@ -9,7 +9,7 @@ demo-trading account. Unset means `live, demo:demo`, the two accounts the bot al
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -66,6 +66,7 @@ class Account:
 
 Account.LIVE = Account("live")
 Account.DEMO = Account("demo", demo=True)
+DEFAULT = (Account.LIVE, Account.DEMO)  # what DEFAULT_ACCOUNTS reads as
 
 
 def read_accounts(raw: str | None) -> tuple[tuple[Account, ...], list[str]]:
@@ -106,6 +107,6 @@ def configured(environ: Mapping[str, str]) -> tuple[tuple[Account, ...], list[st
     return read_accounts(environ.get("AUTOREPAY_ACCOUNTS"))
 
 
-def find(accounts: tuple[Account, ...], name: str) -> Account | None:
-    name = name.lower()
+def find(accounts: Sequence[Account], name: str) -> Account | None:
+    """The account of that name (names are lowercase; callers fold what people type)."""
     return next((a for a in accounts if a.name == name), None)

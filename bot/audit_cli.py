@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import io
 import json
 import os
 import re
@@ -148,29 +149,20 @@ def lines(records: Iterable[AuditRecord], fmt: str) -> Iterable[str]:
         for record in records:
             yield compact(fields(record)) + "\n"
         return
-    row = _CsvRow()
+    row = io.StringIO()  # one row at a time, so rows go out as they are made
     writer = csv.DictWriter(row, fieldnames=FIELDS)
     writer.writeheader()
-    yield row.take()
+    yield _take(row)
     for record in records:
         writer.writerow({**fields(record), "detail": compact(record.detail)})
-        yield row.take()
+        yield _take(row)
 
 
-class _CsvRow:
-    """Where csv writes one row at a time, so rows go out as they are made."""
-
-    def __init__(self) -> None:
-        self._parts: list[str] = []
-
-    def write(self, text: str) -> int:
-        self._parts.append(text)
-        return len(text)
-
-    def take(self) -> str:
-        text = "".join(self._parts)
-        self._parts.clear()
-        return text
+def _take(buffer: io.StringIO) -> str:
+    text = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return text
 
 
 def write(records: list[AuditRecord], fmt: str, out: TextIO) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.accounts import CLASHES, Account, read_accounts
+from bot.accounts import CLASHES, DEFAULT, Account, read_accounts
 
 USER_OR_GROUP = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
@@ -67,7 +67,7 @@ class Settings:
     log_level: str = "INFO"
     max_connections: int = 256
     force_http: bool = False  # --http: serve HTTP even when SLACK_APP_TOKEN is set
-    accounts: tuple[Account, ...] = (Account.LIVE, Account.DEMO)
+    accounts: tuple[Account, ...] = DEFAULT
     # AUTOREPAY_<NAME>_REQUESTERS / _APPROVERS: replace the global lists for that account.
     per_account: Mapping[str, Access] = field(default_factory=dict)
     require_reason: bool = False
@@ -212,7 +212,7 @@ def read_settings(environ: Mapping[str, str], *, force_http: bool = False,
         log_level=_log_level(r),
         max_connections=r.integer("AUTOREPAY_MAX_CONNECTIONS", 256, minimum=8, maximum=10000),
         force_http=force_http,
-        accounts=accounts or (Account.LIVE, Account.DEMO),
+        accounts=accounts or DEFAULT,
         per_account=per_account,
         require_reason=r.boolean("AUTOREPAY_REQUIRE_REASON"),
         mention_approvers=r.boolean("AUTOREPAY_MENTION_APPROVERS", default=True),

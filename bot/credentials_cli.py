@@ -66,7 +66,7 @@ def choose_account(configured: tuple[Account, ...], name: str | None, demo: bool
     if demo and name is not None and name.strip().lower() != Account.DEMO.name:
         raise UnknownAccount(f"--demo is short for --account demo: use --account {name} "
                              "without --demo")
-    wanted = Account.DEMO.name if demo else (name or DEFAULT_ACCOUNT).strip()
+    wanted = Account.DEMO.name if demo else (name or DEFAULT_ACCOUNT).strip().lower()
     account = accounts.find(configured, wanted)
     if account is not None:
         return account

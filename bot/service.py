@@ -210,13 +210,14 @@ class AutoRepay:
     async def _viewable(self, user: str, channel: str, what: str,
                         account: Account | None = None) -> list[Account] | Refusal:
         """The accounts (all, or `account`) this user may see; a refusal if none."""
-        wanted = [account] if account else list(self.accounts)
         if refusal := await self.policy.may_view(user, channel,
                                                  account.name if account else None):
             await self._refused(user, what, refusal)
             return refusal
-        names = await self.policy.viewable(user, [a.name for a in wanted])
-        return [a for a in wanted if a.name in names]
+        if account is not None:  # (may_view has just said yes to this one)
+            return [account]
+        names = await self.policy.viewable(user, [a.name for a in self.accounts])
+        return [a for a in self.accounts if a.name in names]
 
     async def request_change(self, user: str, channel: str, account: Account,
                              desired: bool, reason: str = "") -> RequestResult:

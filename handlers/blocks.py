@@ -71,9 +71,6 @@ def account_name(account: Account) -> str:
     return f"*{account.name}* ({account.environment})"
 
 
-def capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
 
 def tag(account: Account) -> str:
     return "[DEMO] " if account.is_demo else ""
@@ -137,7 +134,7 @@ def mode_line(config: AccountConfig) -> str:
 
 
 def unavailable(problem: Unavailable) -> Message:
-    return Message(f":warning: {tag(problem.account)}{capital(account_name(problem.account))} "
+    return Message(f":warning: {tag(problem.account)}{account_name(problem.account)} "
                    f"can't be used right now: {quote(problem.reason, 400)}")
 
 

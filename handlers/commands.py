@@ -63,7 +63,7 @@ def working_payload(command: Command) -> dict[str, Any]:
     """The ack: what is being looked at (built once per kind)."""
     if command.action in (Action.ON, Action.OFF, Action.STATUS) and command.account:
         return blocks.working_payload(command.account)
-    return blocks.looking_payload(command.action in (Action.STATUS,))
+    return blocks.looking_payload(command.action is Action.STATUS)
 
 
 async def run(command: Command, user: str, channel: str, service: AutoRepay,

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from bot.accounts import COMMAND_WORDS, Account
+from bot.accounts import COMMAND_WORDS, DEFAULT, Account, find
 
 MAX_TEXT = 200  # the command part, before any reason
 MAX_REASON = 500
@@ -73,11 +73,10 @@ class UsageError(Exception):
     """The text was not a command; the message says which part was not understood."""
 
 
-DEFAULT_ACCOUNTS = (Account.LIVE, Account.DEMO)
 CHANGES = (Action.ON, Action.OFF)
 
 
-def parse(text: str, accounts: Sequence[Account] = DEFAULT_ACCOUNTS, *,
+def parse(text: str, accounts: Sequence[Account] = DEFAULT, *,
           require_reason: bool = False) -> Command:
     command_text, reason = split_reason(text)
     if len(command_text) > MAX_TEXT:
@@ -143,7 +142,7 @@ def _command(words: list[str], accounts: tuple[Account, ...]) -> Command:
             _nothing_more(words, 2)
             return Command(Action.CANCEL, request_id=request_id)
         case [first, *_]:
-            return _account_first(words, _find(accounts, first), accounts)
+            return _account_first(words, find(accounts, first), accounts)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -167,7 +166,7 @@ def _history(words: list[str], accounts: tuple[Account, ...]) -> Command:
     """`history [ACCOUNT] [N]`; words are the ones after `history`."""
     if not words:
         return Command(Action.HISTORY)
-    account = _find(accounts, fold(words[0]))
+    account = find(accounts, fold(words[0]))
     if account is None:
         if not NUMBER_LIKE.fullmatch(words[0]):
             raise UsageError(f"I didn't understand {shown(words[0])}: not an account "
@@ -198,17 +197,13 @@ def _only_live(verb: str, accounts: tuple[Account, ...]) -> Account:
 def _named_account(word: str, accounts: tuple[Account, ...]) -> Account:
     """The account `word` names where only an account may stand."""
     key = fold(word)
-    account = _find(accounts, key)
+    account = find(accounts, key)
     if account is not None:
         return account
     if key in COMMAND_WORDS:
         raise not_understood(word)
     raise UsageError(f"There is no account {shown(word)}. "
                      f"Accounts: {account_list(accounts)}.")
-
-
-def _find(accounts: tuple[Account, ...], key: str) -> Account | None:
-    return next((account for account in accounts if account.name == key), None)
 
 
 def _nothing_more(words: list[str], expected: int) -> None:
