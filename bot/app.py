@@ -25,6 +25,8 @@ from bot.approvals import Rules
 from bot.config import ConfigError, Settings
 from bot.connections import ConnectionGuard
 from bot.credentials import CredentialsError
+from bot.database import Database
+from bot.database_watch import DatabaseWatch
 from bot.dblock import DatabaseInUse, DatabaseLock
 from bot.http_server import BODY_SECONDS
 from bot.inflight import Inflight
@@ -54,6 +56,7 @@ class Runtime:
     inflight: Inflight
     missing: dict[str, str] = field(default_factory=dict)
     lock: DatabaseLock | None = None
+    watch: DatabaseWatch | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     retired: list[OkxClient] = field(default_factory=list)  # accounts OKX refused at start
     ready: bool = False
@@ -65,6 +68,11 @@ class Runtime:
         if client is not None:
             self.retired.append(client)
         self.missing[account] = reason
+
+    @property
+    def healthy(self) -> bool:
+        """/healthz: started, not draining, and the database answers."""
+        return self.ready and (self.watch is None or self.watch.ok)
 
     async def dispatch(self, request: AsyncBoltRequest) -> web.StreamResponse:
         async with self.inflight.acking():
@@ -79,9 +87,11 @@ class Runtime:
         if self.lock is not None:  # this process alone uses the database: whatever a
             await self.service.store.jobs.release_all()  # dead one had leased is due now
         self.worker.start()
+        if self.watch is not None:
+            self.background.append(asyncio.create_task(self.watch.run(self.stopping)))
         if sweep_every:
-            self.background.append(asyncio.create_task(
-                expire_forever(self.service, sweep_every, self.stopping)))
+            self.background.append(asyncio.create_task(expire_forever(
+                self.service, sweep_every, self.stopping, self.worker.owner)))
         self.ready = True
         log.info("ready mode=%s", "socket" if self.settings.socket_mode else "http")
 
@@ -167,48 +177,57 @@ def bolt_app(settings: Settings) -> AsyncApp:
     return app
 
 
-def lock_database(settings: Settings) -> DatabaseLock:
-    lock = DatabaseLock(settings.db_path)
+def lock_database(database: Database) -> DatabaseLock | None:
+    """One process per SQLite file (an OS file lock); none for PostgreSQL, which any
+    number of replicas share."""
+    if database.path is None:
+        return None
+    lock = DatabaseLock(database.path)
     try:
         lock.acquire()
     except DatabaseInUse as exc:
-        raise ConfigError([f"AUTOREPAY_DB={str(settings.db_path)!r} cannot be used: {exc} "
-                           "(one bot process per database)"]) from None
-    except OSError as exc:
-        raise ConfigError([f"AUTOREPAY_DB={str(settings.db_path)!r} cannot be used: its "
-                           f"lock file {str(lock.path)!r} can't be opened ({exc.strerror})"]
+        raise ConfigError([f"{database} cannot be used: {exc} (one bot process per SQLite "
+                           "file; several replicas need PostgreSQL: AUTOREPAY_DATABASE_URL)"]
                           ) from None
+    except OSError as exc:
+        raise ConfigError([f"{database} cannot be used: its lock file {str(lock.path)!r} "
+                           f"can't be opened ({exc.strerror})"]) from None
     return lock
 
 
-async def open_store(settings: Settings, clock: Callable[[], float] = time.time) -> Store:
-    """The database, migrated and proven writable: a read-only file fails here, not at
-    the first command."""
-    name = f"AUTOREPAY_DB={str(settings.db_path)!r}"
+async def open_store(database: Database, clock: Callable[[], float] = time.time) -> Store:
+    """The database, migrated and proven writable: a read-only file or a database that
+    can't be reached fails here, not at the first command."""
     try:
-        store = await Store.open(settings.db_path)
+        store = await Store.open(database)
     except (SQLAlchemyError, OSError) as exc:
-        raise ConfigError([f"{name} cannot be used: {database_error(exc)}"]) from None
+        raise ConfigError([f"{database} cannot be used: {database_error(database, exc)}"]
+                          ) from None
     try:
         await store.audit("started", now=clock())
     except (SQLAlchemyError, OSError) as exc:
         await store.aclose()
-        raise ConfigError([f"{name} cannot be written: {database_error(exc)}"]) from None
+        raise ConfigError([f"{database} cannot be written: {database_error(database, exc)}"]
+                          ) from None
     return store
 
 
-def database_error(exc: Exception) -> str:
-    """The driver's own words (SQLAlchemy adds the SQL and a link on further lines)."""
-    return str(exc.orig) if isinstance(exc, DBAPIError) else str(exc).splitlines()[0]
+def database_error(database: Database, exc: Exception) -> str:
+    """The driver's own words (SQLAlchemy adds the SQL and a link on further lines),
+    without the password should a driver ever repeat it."""
+    words = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
+    return database.redact(" ".join(words.split()) or type(exc).__name__)
 
 
 async def build(settings: Settings, environ: Mapping[str, str], *,
           clock: Callable[[], float] = time.time, **okx_options: Any) -> Runtime:
-    lock = lock_database(settings)
+    database = settings.database
+    lock = lock_database(database)
     try:
-        store = await open_store(settings, clock)
+        store = await open_store(database, clock)
     except ConfigError:
-        lock.release()
+        if lock is not None:
+            lock.release()
         raise
     clients, missing = okx_clients(settings, environ, **okx_options)
     app = bolt_app(settings)
@@ -237,7 +256,8 @@ async def build(settings: Settings, environ: Mapping[str, str], *,
         return mentions(settings.access(account).approvers) if settings.mention_approvers \
             else ""
 
-    worker = Worker(store.jobs, JobRunner(service, Announcer(client, approvers)), clock=clock)
+    worker = Worker(store.jobs, JobRunner(service, Announcer(client, approvers)), clock=clock,
+                    lease=float(settings.lease_seconds))
     service.jobs_added = worker.wake
     service.claimant, service.run_claimed = worker.claimant, worker.run_claimed
     inflight = Inflight()
@@ -248,7 +268,8 @@ async def build(settings: Settings, environ: Mapping[str, str], *,
         log.error("unhandled error type=%s", body.get("type") or body.get("command"),
                   exc_info=error)
 
-    return Runtime(settings, app, service, worker, clients, inflight, missing, lock)
+    watch = DatabaseWatch(store.ping, lambda exc: database_error(database, exc))
+    return Runtime(settings, app, service, worker, clients, inflight, missing, lock, watch)
 
 
 def http_app(runtime: Runtime, guard: ConnectionGuard, *,
@@ -256,7 +277,8 @@ def http_app(runtime: Runtime, guard: ConnectionGuard, *,
     """HTTP mode's routes for this runtime (see bot.http_server)."""
     return http_server.web_app(
         signature=SlackSignature(runtime.settings.slack_signing_secret),
-        accepting=lambda: runtime.ready, dispatch=runtime.dispatch, guard=guard,
+        accepting=lambda: runtime.ready, healthy=lambda: runtime.healthy,
+        dispatch=runtime.dispatch, guard=guard,
         body_seconds=body_seconds)
 
 

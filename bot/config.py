@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.accounts import CLASHES, DEFAULT, Account, read_accounts
+from bot.database import PATH_VARIABLE, URL_VARIABLE, BadDatabaseUrl, Database
 
 USER_OR_GROUP = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
@@ -72,6 +73,14 @@ class Settings:
     per_account: Mapping[str, Access] = field(default_factory=dict)
     require_reason: bool = False
     mention_approvers: bool = True
+    # AUTOREPAY_DATABASE_URL (empty: SQLite at db_path); shown only through `database`.
+    database_url: str = field(default="", repr=False)
+    lease_seconds: int = 15  # a job of a replica that died is taken over after this
+
+    @property
+    def database(self) -> Database:
+        return Database.parse(self.database_url) if self.database_url \
+            else Database.sqlite(self.db_path)
 
     def access(self, account: Account) -> Access:
         return self.per_account.get(account.name,
@@ -205,7 +214,9 @@ def read_settings(environ: Mapping[str, str], *, force_http: bool = False,
         approvals_required=r.integer("AUTOREPAY_APPROVALS_REQUIRED", 1, minimum=1),
         allow_self_approval=r.boolean("AUTOREPAY_ALLOW_SELF_APPROVAL"),
         approval_ttl=r.integer("AUTOREPAY_APPROVAL_TTL", 900, minimum=30),
-        db_path=Path(r.text("AUTOREPAY_DB", "autorepay.db")),
+        db_path=Path(r.text(PATH_VARIABLE, "autorepay.db")),
+        database_url=_database_url(r),
+        lease_seconds=r.integer("AUTOREPAY_LEASE_SECONDS", 15, minimum=5, maximum=3600),
         okx_base_url=_okx_url(r),
         host=r.text("AUTOREPAY_HOST", "0.0.0.0"),
         port=_port(r, port),
@@ -217,7 +228,7 @@ def read_settings(environ: Mapping[str, str], *, force_http: bool = False,
         require_reason=r.boolean("AUTOREPAY_REQUIRE_REASON"),
         mention_approvers=r.boolean("AUTOREPAY_MENTION_APPROVERS", default=True),
     )
-    _check_db_path(settings.db_path, r.problems)
+    _check_db_path(settings, r.problems)
     r.problems.extend(quorum_problems(settings))
     return settings, r.problems
 
@@ -348,9 +359,31 @@ def _log_level(r: _Reader) -> str:
     return level
 
 
-def _check_db_path(path: Path, problems: list[str]) -> None:
+def _database_url(r: _Reader) -> str:
+    """AUTOREPAY_DATABASE_URL, checked; "" when unset or unusable (the problem is noted,
+    never with the value: it holds a password)."""
+    raw = r.environ.get(URL_VARIABLE, "").strip()
+    if not raw:
+        return ""
+    if r.environ.get(PATH_VARIABLE, "").strip():
+        r.problems.append(f"{URL_VARIABLE} and {PATH_VARIABLE} are both set: keep one "
+                          f"({PATH_VARIABLE}=PATH is short for {URL_VARIABLE}=sqlite:///PATH)")
+        return ""
+    try:
+        Database.parse(raw)
+    except BadDatabaseUrl as exc:
+        r.problems.append(str(exc))
+        return ""
+    return raw
+
+
+def _check_db_path(settings: Settings, problems: list[str]) -> None:
+    database = settings.database
+    path = database.path
+    if path is None:
+        return
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        problems.append(f"AUTOREPAY_DB={str(path)!r}: folder {str(folder)!r} does not exist")
+        problems.append(f"{database}: folder {str(folder)!r} does not exist")
     elif path.is_dir():
-        problems.append(f"AUTOREPAY_DB={str(path)!r} is a folder, not a database file")
+        problems.append(f"{database} is a folder, not a database file")

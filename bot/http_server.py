@@ -29,6 +29,7 @@ PARSE_ERRORS = (TypeError, KeyError, AttributeError, ValueError, IndexError, Rec
 
 
 def web_app(*, signature: SlackSignature, accepting: Callable[[], bool],
+            healthy: Callable[[], bool] | None = None,
             dispatch: Callable[[AsyncBoltRequest], Awaitable[web.StreamResponse]],
             guard: ConnectionGuard, body_seconds: float = BODY_SECONDS) -> web.Application:
     async def events(request: web.Request) -> web.StreamResponse:
@@ -50,7 +51,7 @@ def web_app(*, signature: SlackSignature, accepting: Callable[[], bool],
         return await dispatch(bolt_request)
 
     async def healthz(_: web.Request) -> web.Response:
-        ready = accepting()
+        ready = (healthy or accepting)()
         return web.json_response({"ready": ready}, status=200 if ready else 503)
 
     @web.middleware

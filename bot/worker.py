@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.database_watch import unreachable
 from bot.jobs import Job, Kind, retry_delay
 from bot.store.jobtable import STOPPED, JobTable
 
@@ -31,6 +32,7 @@ log = logging.getLogger("bot.worker")
 
 LEASE_SECONDS = 15.0
 IDLE_POLL_SECONDS = 1.0  # jobs another process added, leases that ran out
+MAX_CLAIM_PAUSE = 8.0  # between tries while the job table can't be read
 SLACK_JOB_SECONDS = 30.0  # a hung Slack call gives its slot back after this
 OKX_SLOTS = 16  # OKX jobs at once, besides `concurrency` Slack jobs
 SLACK_KINDS = tuple(kind for kind in Kind if kind is not Kind.APPLY)
@@ -122,14 +124,19 @@ class Worker:
 
     # --- the loops ----------------------------------------------------------------------
     async def _claim_forever(self) -> None:
+        failures = 0
         while not self._stopping.is_set():
             try:
                 await self._claim()
+                failures = 0
                 await self._idle()
-            except Exception:
-                log.exception("job worker: the job table could not be read; trying again")
+            except Exception as exc:
+                failures += 1
+                pause = min(self._idle_poll * 2 ** (failures - 1), MAX_CLAIM_PAUSE)
+                log.warning("job worker: the job table could not be read (%s); trying again "
+                            "in %.0f s", describe(exc), pause, exc_info=not expected(exc))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._idle_poll)
+                    await asyncio.wait_for(self._stopping.wait(), pause)
 
     async def _claim(self) -> None:
         # Cleared first, also when every slot is taken: `_idle` then waits for a job to
@@ -175,8 +182,9 @@ class Worker:
             try:
                 await self._table.renew([job for job, _ in self._running.values()],
                                         self._clock() + self._lease)
-            except Exception:
-                log.exception("job worker: leases could not be renewed; trying again")
+            except Exception as exc:
+                log.warning("job worker: leases could not be renewed (%s); trying again",
+                            describe(exc), exc_info=not expected(exc))
 
     # --- one attempt --------------------------------------------------------------------
     async def _attempt(self, job: Job) -> None:
@@ -219,8 +227,9 @@ class Worker:
                     exc_info=not expected(exc))
         try:
             await self._table.retry(job, self._clock() + delay, describe(exc))
-        except Exception:
-            log.exception("job id=%s could not be put back; its lease will run out", job.id)
+        except Exception as exc:
+            log.warning("job id=%s could not be put back (%s); its lease will run out",
+                        job.id, describe(exc), exc_info=not expected(exc))
 
 
 def describe(exc: BaseException) -> str:
@@ -234,4 +243,5 @@ def describe(exc: BaseException) -> str:
 
 def expected(exc: BaseException) -> bool:
     """Failures of the outside world (a line is enough); anything else gets a traceback."""
-    return isinstance(exc, SlackClientError | aiohttp.ClientError | TimeoutError | OSError)
+    return isinstance(exc, SlackClientError | aiohttp.ClientError | TimeoutError | OSError) \
+        or unreachable(exc)

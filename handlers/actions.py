@@ -9,6 +9,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
+from bot.database_watch import unreachable
 from bot.inflight import Inflight
 from bot.policy import Refusal
 from bot.service import AutoRepay
@@ -45,7 +46,15 @@ async def click(approve: bool, ack: AsyncAck, body: dict[str, Any], action: dict
         service.click(user, str(action.get("value", "")), approve))
     await asyncio.wait({decision}, timeout=ACK_BUDGET_SECONDS)
     await ack()
-    result = await decision
+    try:
+        result = await decision
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
+        log.warning("click not recorded: the database can't be reached (%s) user=%s",
+                    type(exc).__name__, user)
+        await tell_clicker(respond, blocks.DATABASE_DOWN)
+        return
     if isinstance(result, Refusal):
         await tell_clicker(respond, blocks.refused(result))
         return

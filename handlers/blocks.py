@@ -311,6 +311,11 @@ def not_posted_yet(request: ChangeRequest) -> Message:
         "you when it is up.")
 
 
+DATABASE_DOWN = Message(
+    ":warning: The bot can't reach its records just now, so nothing was done. Please try "
+    "again in a minute; if it keeps happening, tell whoever runs the bot.")
+
+
 def superseded(request: ChangeRequest) -> Message:
     return Message(
         f"{tag(request.account)}Your request `{request.id}` to switch auto repay "

@@ -8,6 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.approvals import Status
+from bot.database_watch import unreachable
 from bot.inflight import Inflight
 from bot.policy import Refusal
 from bot.service import (
@@ -53,7 +54,14 @@ def register(app: AsyncApp, service: AutoRepay, worker: Worker, inflight: Inflig
         await ack(**working_payload(command), response_type="ephemeral")
         user, channel = str(body.get("user_id", "")), str(body.get("channel_id", ""))
         async with inflight.track():
-            reply = await run(command, user, channel, service, worker)
+            try:
+                reply = await run(command, user, channel, service, worker)
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                log.warning("command not done: the database can't be reached (%s) "
+                            "user=%s action=%s", type(exc).__name__, user, command.action)
+                reply = blocks.DATABASE_DOWN
             await respond(**reply.payload(), response_type="ephemeral", replace_original=False)
 
     app.command("/autorepay")(autorepay)

@@ -8,6 +8,7 @@ import pytest
 
 from tests.fakes.memory_keyring import MemoryKeyring
 from tests.fakes.okx_server import FakeOkx
+from tests.pg import PostgresServer
 
 OUR_PREFIXES = ("OKX_", "SLACK_", "AUTOREPAY_", "PORT", "PYTHON_KEYRING_BACKEND")
 
@@ -34,3 +35,27 @@ def okx_server() -> Iterator[FakeOkx]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One private PostgreSQL server per pytest process (each xdist worker has its own),
+    started the first time a test asks for it, removed at the end. A test that calls
+    stop_server() must call start_server() before it ends."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database owned by `autorepay`, dropped after the test:
+    postgresql://autorepay:<percent-encoded password>@127.0.0.1:<port>/<name>."""
+    url = postgres.new_database()
+    yield url
+    if not postgres.running:  # a test stopped the server and did not start it again
+        postgres.start_server()
+    postgres.drop_database(url)

@@ -20,17 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot import approvals
 from bot.accounts import Account
 from bot.approvals import Admission, ChangeRequest, Outcome, Rules, Status, Verdict
+from bot.database import Database
 from bot.jobs import ANNOUNCE, Job, Kind, Note
+from bot.store.engine import LOCK_CLASS, SCHEMA, WRITE, make_engine, upgrade
 from bot.store.engine import MIGRATIONS as MIGRATIONS
-from bot.store.engine import SCHEMA, WRITE, make_engine, upgrade
 from bot.store.engine import database_url as database_url
 from bot.store.jobtable import JobTable, close, enqueue, enqueue_claimed, owes_requester
-from bot.store.schema import audit, decisions, requests
+from bot.store.schema import audit, decisions, requests, turns
 from bot.store.schema import jobs as jobs_table
 
 # The jobs each kind of decision causes (SPEC §7), stored in the decision's transaction.
@@ -72,7 +74,7 @@ class Store:
         self.jobs = JobTable(self._transaction, self.reading, skip_locked=not self._sqlite)
 
     @classmethod
-    async def open(cls, where: Path | str) -> Store:
+    async def open(cls, where: Database | Path | str) -> Store:
         """The store, its schema migrated (one write-locked transaction)."""
         engine = make_engine(where)
         try:
@@ -84,6 +86,35 @@ class Store:
 
     async def aclose(self) -> None:
         await self._engine.dispose()
+
+    async def ping(self) -> None:
+        """A round trip to the database (raises when it can't be reached)."""
+        async with self.reading() as db:
+            await db.execute(sa.text("SELECT 1"))
+
+    async def take_turn(self, name: str, owner: str, now: float, until: float) -> bool:
+        """Hold the turn `name` (a timer that runs on one replica at a time) until
+        `until`: True when `owner` holds it now — it held it already, or the last
+        holder's time ran out, or nobody ever held it."""
+        async with self._transaction() as db:
+            taken = await db.execute(turns.update().where(
+                turns.c.name == name,
+                sa.or_(turns.c.owner == owner, turns.c.until <= now))
+                .values(owner=owner, until=until))
+            if taken.rowcount:
+                return True
+            insert = (sqlite.insert if self._sqlite else postgresql.insert)(turns)
+            added = await db.execute(insert.values(name=name, owner=owner, until=until)
+                                     .on_conflict_do_nothing(index_elements=["name"])
+                                     .returning(turns.c.name))
+            return added.first() is not None
+
+    async def _account_turn(self, db: AsyncConnection, account: Account) -> None:
+        """On PostgreSQL, one replica at a time adds a request for this account, until
+        the transaction ends (SQLite's write lock covers the whole file already)."""
+        if not self._sqlite:
+            await db.execute(sa.text("SELECT pg_advisory_xact_lock(:c, hashtext(:name))"),
+                             {"c": LOCK_CLASS + 1, "name": account.name})
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -103,6 +134,7 @@ class Store:
         """Store a new request and the job that posts it, unless the account already has
         an open request (SPEC §3.3): then point to it, supersede it, or refuse."""
         async with self._transaction() as db:
+            await self._account_turn(db, request.account)
             current = await self._open_request(db, request.account, now)
             admission = approvals.admit(current, request.desired)
             if admission in (Admission.DUPLICATE, Admission.BUSY):
@@ -346,8 +378,11 @@ class Store:
             # did): the new one counts, in the order it was made.
             await db.execute(decisions.delete().where(decisions.c.request_id == after.id,
                                                       decisions.c.user_id == user))
+            seq = (await db.execute(sa.select(sa.func.coalesce(sa.func.max(decisions.c.seq), 0))
+                                    .where(decisions.c.request_id == after.id))).scalar_one()
             await db.execute(decisions.insert().values(request_id=after.id, user_id=user,
-                                                       approve=int(approve), at=now))
+                                                       approve=int(approve), at=now,
+                                                       seq=int(seq) + 1))
         if after.status is not before.status:
             await self._set_status(db, after, now)
         await self._audit(db, now, str(outcome.verdict), user, after.id,
@@ -372,8 +407,10 @@ class Store:
         row = (await db.execute(query.with_for_update() if lock else query)).first()
         if row is None:
             return None
-        order: list[sa.ColumnElement[Any]] = [decisions.c.at]
-        if self._sqlite:  # decisions made at the same instant: in the order made
+        # In the order made (`seq`); decisions from before it existed have seq 0: by time,
+        # and on SQLite those made at the same instant by their row order.
+        order: list[sa.ColumnElement[Any]] = [decisions.c.seq, decisions.c.at]
+        if self._sqlite:
             order.append(sa.literal_column("decisions.rowid"))
         approvers = tuple((await db.execute(
             sa.select(decisions.c.user_id)

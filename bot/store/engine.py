@@ -14,28 +14,50 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+from bot.database import Database
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE = "autorepay_write"  # execution option: False for read-only transactions
 # Execution option for migrations: on SQLite, foreign keys off for that transaction (a
 # table can only be changed by making it again, and other tables point at it).
 SCHEMA = "autorepay_schema"
 SQLITE_BUSY_SECONDS = 10.0
+# PostgreSQL: a server that doesn't answer fails a connection attempt after this many
+# seconds (and a pooled connection is tested before use), so a command during an outage
+# gets "try again" instead of hanging; a transaction left idle (its replica stalled)
+# is ended by the server, so its row locks can't hold the other replicas up for long.
+POSTGRES_CONNECT_SECONDS = 5
+POSTGRES_IDLE_IN_TRANSACTION_MS = 60_000
+POSTGRES_POOL = {"pool_size": 8, "max_overflow": 16, "pool_timeout": 10.0}
 
 
-def database_url(where: Path | str) -> str:
-    """A SQLAlchemy URL: a path means a SQLite file."""
+def database_url(where: Database | Path | str) -> sa.URL:
+    """A SQLAlchemy URL: a path means a SQLite file; a string is AUTOREPAY_DATABASE_URL's
+    form (postgresql://… or sqlite:///…)."""
+    if isinstance(where, Database):
+        return where.url
     if isinstance(where, Path):
-        return f"sqlite+aiosqlite:///{where}"
-    return where
+        return Database.sqlite(where).url
+    return Database.parse(where).url
 
 
-def make_engine(where: Path | str) -> AsyncEngine:
-    # aiosqlite logs every cursor operation, parameters included, at DEBUG: a dozen lines
-    # per click that say nothing an operator needs.
-    logging.getLogger("aiosqlite").setLevel(logging.INFO)
-    url = sa.make_url(database_url(where))
+def make_engine(where: Database | Path | str) -> AsyncEngine:
+    # aiosqlite and psycopg log every cursor operation, parameters included, at DEBUG: a
+    # dozen lines per click that say nothing an operator needs.
+    for noisy in ("aiosqlite", "psycopg", "psycopg.pool"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
+    url = database_url(where)
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+        return create_async_engine(
+            url, pool_pre_ping=True, hide_parameters=True, **POSTGRES_POOL,
+            connect_args={
+                "connect_timeout": POSTGRES_CONNECT_SECONDS,
+                "application_name": "autorepay-bot",
+                "options": "-c idle_in_transaction_session_timeout="
+                           f"{POSTGRES_IDLE_IN_TRANSACTION_MS}",
+                # A peer that vanished (machine gone, network cut) is noticed in ~30 s.
+                "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                "keepalives_count": 3})
     # Pooled connections (each with its own aiosqlite thread, and the pragmas below set
     # once): opening one per transaction cost more than the transaction. They belong to
     # the event loop that opened the store, as the store does.
@@ -69,8 +91,19 @@ def sqlite_transactions(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE, True) else "BEGIN")
 
 
+# pg_advisory_xact_lock keys: (class, id). Replicas starting together take turns on the
+# schema; requests for one account are added one replica at a time.
+LOCK_CLASS = 0x4152  # "AR"
+MIGRATION_LOCK = 1
+
+
 def upgrade(connection: sa.Connection) -> None:
-    """Bring the schema to the newest alembic revision, on this connection."""
+    """Bring the schema to the newest alembic revision, on this connection. On
+    PostgreSQL under an advisory lock held until the transaction ends: a replica that
+    starts while another migrates waits, then finds the schema up to date."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:c, :k)"),
+                           {"c": LOCK_CLASS, "k": MIGRATION_LOCK})
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection

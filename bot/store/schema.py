@@ -47,6 +47,8 @@ decisions = sa.Table(
     sa.Column("user_id", sa.Text, primary_key=True),
     sa.Column("approve", sa.Integer, nullable=False),
     sa.Column("at", sa.Float, nullable=False),
+    # The order decisions were made in, per request (1, 2, …; 0 before migration 0005).
+    sa.Column("seq", sa.Integer, nullable=False, server_default=sa.text("0")),
 )
 
 audit = sa.Table(
@@ -83,3 +85,12 @@ jobs = sa.Table(
 sa.Index("open_jobs", jobs.c.due_at, sqlite_where=jobs.c.done_at.is_(None),
          postgresql_where=jobs.c.done_at.is_(None))
 sa.Index("jobs_by_request", jobs.c.request_id)
+
+# Timers that run on one replica at a time (the expiry sweep, the drift watch): the
+# replica named `owner` holds the turn until `until`, renewing it while it runs.
+turns = sa.Table(
+    "turns", metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("until", sa.Float, nullable=False),
+)

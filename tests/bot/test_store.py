@@ -252,7 +252,7 @@ async def test_migrations_are_recorded_by_alembic(tmp_path: Path) -> None:
         versions = (await db.execute(sa.text("SELECT version_num FROM alembic_version"))
                     ).scalars().all()
     await engine.dispose()
-    assert versions == ["0004"]
+    assert versions == ["0005"]
 
 
 async def test_a_database_from_the_previous_version_gets_the_jobs_its_recovery_would_do(

@@ -1,0 +1,91 @@
+"""Where the bot keeps its state (SPEC §5): a SQLite file (`AUTOREPAY_DB`, the embedded
+default for one process) or a PostgreSQL database (`AUTOREPAY_DATABASE_URL`, shared by
+any number of replicas).
+
+A `Database` shows itself (str, repr, messages) with the password hidden, and
+`redact()` takes the password out of any text a driver may have put it in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import sqlalchemy as sa
+
+URL_VARIABLE = "AUTOREPAY_DATABASE_URL"
+PATH_VARIABLE = "AUTOREPAY_DB"
+SQLITE_DRIVER = "sqlite+aiosqlite"
+POSTGRES_DRIVER = "postgresql+psycopg"  # psycopg 3, async
+POSTGRES_SCHEMES = ("postgresql", "postgres", POSTGRES_DRIVER)
+SQLITE_SCHEMES = ("sqlite", SQLITE_DRIVER)
+EXPECTED = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE or sqlite:///PATH"
+HIDDEN = "***"
+
+
+class BadDatabaseUrl(ValueError):
+    """AUTOREPAY_DATABASE_URL can't be used; the message never holds its value."""
+
+
+@dataclass(frozen=True)
+class Database:
+    url: sa.URL  # (sa.URL's repr hides the password)
+    variable: str  # the variable it came from, for messages
+
+    @classmethod
+    def sqlite(cls, path: Path) -> Database:
+        return cls(sa.URL.create(SQLITE_DRIVER, database=str(path)), PATH_VARIABLE)
+
+    @classmethod
+    def parse(cls, raw: str) -> Database:
+        """AUTOREPAY_DATABASE_URL's value, or BadDatabaseUrl saying why (without it)."""
+        try:
+            url = sa.make_url(raw.strip())
+        except Exception:  # sa's messages quote the whole URL, password and all
+            raise BadDatabaseUrl(f"{URL_VARIABLE} is not a database URL: expected "
+                                 f"{EXPECTED}") from None
+        scheme = url.drivername.lower()
+        if scheme in SQLITE_SCHEMES:
+            if not url.database or url.database == ":memory:":
+                raise BadDatabaseUrl(f"{URL_VARIABLE} names no SQLite file: write "
+                                     "sqlite:///relative/path.db or sqlite:////absolute/path.db")
+            return cls(url.set(drivername=SQLITE_DRIVER), URL_VARIABLE)
+        if scheme not in POSTGRES_SCHEMES:
+            raise BadDatabaseUrl(f"{URL_VARIABLE} must start with postgresql:// or "
+                                 f"sqlite:/// (got {scheme}://…)")
+        if not url.database:
+            raise BadDatabaseUrl(f"{URL_VARIABLE} names no database: expected {EXPECTED}")
+        return cls(url.set(drivername=POSTGRES_DRIVER), URL_VARIABLE)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.drivername == SQLITE_DRIVER
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file; None for PostgreSQL."""
+        return Path(self.url.database or "") if self.is_sqlite else None
+
+    @property
+    def shown(self) -> str:
+        """The value as the operator wrote it, password hidden."""
+        if self.path is not None and self.variable == PATH_VARIABLE:
+            return str(self.path)
+        shown = self.url.set(drivername=self.url.drivername.split("+")[0])
+        return shown.render_as_string(hide_password=True)
+
+    def __str__(self) -> str:
+        """For messages: `AUTOREPAY_DATABASE_URL=postgresql://bot:***@db:5432/autorepay`."""
+        return f"{self.variable}={self.shown!r}" if self.variable == PATH_VARIABLE \
+            else f"{self.variable}={self.shown}"
+
+    def redact(self, text: str) -> str:
+        """`text` with the password (as written, or URL-encoded) replaced by ***."""
+        password = self.url.password
+        if not password:
+            return text
+        for form in sorted({password, quote(password, safe=""), quote_plus(password)},
+                           key=len, reverse=True):
+            text = text.replace(form, HIDDEN)
+        return text
