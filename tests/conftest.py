@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import keyring
 import pytest
@@ -59,3 +60,24 @@ def postgres_url(postgres: PostgresServer) -> Iterator[str]:
     if not postgres.running:  # a test stopped the server and did not start it again
         postgres.start_server()
     postgres.drop_database(url)
+
+
+BACKENDS = ("sqlite", "postgresql")
+# On a test (or as a module's `pytestmark`): run it once per backend. The test, or a
+# fixture it uses, takes `database`.
+ON_BOTH_BACKENDS = pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database backend of this test: SQLite unless parametrized (ON_BOTH_BACKENDS)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path | str:
+    """Where this test's bot keeps its state: a SQLite file, or a fresh PostgreSQL
+    database's URL."""
+    if backend == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    return tmp_path / "autorepay.db"

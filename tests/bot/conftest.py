@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -289,12 +290,14 @@ def okx(okx_server: FakeOkx) -> FakeOkx:
 
 
 @pytest.fixture
-def settings(slack: FakeSlack, okx: FakeOkx, tmp_path: Path) -> Settings:
+def settings(slack: FakeSlack, okx: FakeOkx, tmp_path: Path, database: Path | str
+             ) -> Settings:
     return Settings(
         slack_bot_token=slack.bot_token, slack_signing_secret=SIGNING_SECRET,
         slack_app_token="", slack_api_url=slack.api_url, approval_channel=APPROVALS,
         requesters=(ALICE, "S0TRADERS"), approvers=(BOB, CAROL, ALICE),
-        db_path=tmp_path / "autorepay.db", okx_base_url=okx.url)
+        db_path=database if isinstance(database, Path) else tmp_path / "autorepay.db",
+        database_url=database if isinstance(database, str) else "", okx_base_url=okx.url)
 
 
 @pytest.fixture
@@ -306,10 +309,16 @@ def harness(slack: FakeSlack, okx: FakeOkx, settings: Settings,
     h.stop()
     h.http.close()
     said = everything_said(slack) + caplog.text
-    for secret in SECRETS:
+    for secret in [*SECRETS, *database_secrets(h.settings)]:
         assert secret not in said, "a secret reached Slack or the logs"
     leaked = operator_text(everything_said(slack))
     assert not leaked, f"operator text reached Slack (it belongs in the log): {leaked}"
+
+
+def database_secrets(settings: Settings) -> list[str]:
+    """The database password, as written and as it appears in the URL."""
+    password = settings.database.url.password
+    return [password, quote(password, safe="")] if password else []
 
 
 # What only an operator can act on: it goes to the log, never to traders (SPEC §3.9).

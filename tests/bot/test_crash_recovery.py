@@ -6,9 +6,7 @@ the thread that it resumed, and never records a second approval.
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,22 +14,33 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
 
+from bot.database import Database
 from handlers.blocks import APPROVE
 from tests.bot.conftest import ALICE, APPROVALS, BOB, OKX_ENV, OPS, SIGNING_SECRET
 from tests.bot.process import bot_env, bot_process, free_port, stop, wait_ready
+from tests.conftest import ON_BOTH_BACKENDS
 from tests.fakes.okx_server import SET_AUTO_REPAY, FakeOkx
 from tests.fakes.slack_requests import block_action, form_payload, signed_headers, slash_command
 from tests.fakes.slack_server import FakeSlack
+
+pytestmark = ON_BOTH_BACKENDS
 
 
 class Bot:
     """One `python -m bot` process, restartable on the same database."""
 
-    def __init__(self, slack: FakeSlack, okx: FakeOkx, cwd: Path) -> None:
-        self.slack, self.okx, self.cwd = slack, okx, cwd
+    def __init__(self, slack: FakeSlack, okx: FakeOkx, cwd: Path,
+                 database: Path | str) -> None:
+        self.slack, self.okx, self.cwd, self.database = slack, okx, cwd, database
         self.port = free_port()
-        self.process = bot_process([], bot_env(slack, okx, self.port), cwd)
+        # On PostgreSQL a restarted process can't tell its own dead leases from another
+        # replica's live ones: they run out first (the shortest lease allowed, here).
+        where = {"AUTOREPAY_DB": str(database)} if isinstance(database, Path) else \
+            {"AUTOREPAY_DATABASE_URL": database, "AUTOREPAY_LEASE_SECONDS": "5"}
+        self.process = bot_process([], {**bot_env(slack, okx, self.port), **where}, cwd)
         wait_ready(self.process, self.port)
 
     def post(self, body: str) -> httpx.Response:
@@ -43,12 +52,13 @@ class Bot:
         self.process.communicate(timeout=10)
 
     def restart(self) -> Bot:
-        return Bot(self.slack, self.okx, self.cwd)
+        return Bot(self.slack, self.okx, self.cwd, self.database)
 
 
 @pytest.fixture
-def first_bot(slack: FakeSlack, okx: FakeOkx, tmp_path: Path) -> Iterator[Bot]:
-    bot = Bot(slack, okx, tmp_path)
+def first_bot(slack: FakeSlack, okx: FakeOkx, tmp_path: Path,
+              database: Path | str) -> Iterator[Bot]:
+    bot = Bot(slack, okx, tmp_path, database)
     yield bot
     if bot.process.poll() is None:
         bot.kill()
@@ -65,9 +75,22 @@ def request_and_click(bot: Bot) -> tuple[str, httpx.Response]:
     return ts, bot.post(form_payload(click))
 
 
-def audit(db: Path) -> list[str]:
-    with sqlite3.connect(db) as conn:
-        return [row[0] for row in conn.execute("SELECT event FROM audit ORDER BY seq")]
+def rows(database: Path | str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    """What another process stored, read with a connection of the test's own."""
+    url = (Database.sqlite(database) if isinstance(database, Path)
+           else Database.parse(database)).url
+    engine = sa.create_engine(url.set(drivername=url.drivername.split("+")[0]
+                                      if url.get_backend_name() == "sqlite"
+                                      else url.drivername), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sa.text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+def audit(database: Path | str) -> list[str]:
+    return [row[0] for row in rows(database, "SELECT event FROM audit ORDER BY seq")]
 
 
 def is_thread_reply(args: dict[str, Any]) -> bool:
@@ -98,9 +121,8 @@ KILL_POINTS: dict[str, tuple[Callable[[FakeSlack, FakeOkx], None],
 }
 
 
-def stored_status(db: Path) -> list[tuple[str, int]]:
-    with sqlite3.connect(db) as conn:
-        return list(conn.execute("SELECT status, announced FROM requests"))
+def stored_status(database: Path | str) -> list[tuple[Any, ...]]:
+    return rows(database, "SELECT status, announced FROM requests")
 
 
 def until(check: Callable[[], object]) -> None:
@@ -111,16 +133,13 @@ def until(check: Callable[[], object]) -> None:
         time.sleep(0.02)  # another process writes it; nothing to wait on but the file
 
 
-def until_stored(db: Path, status: str) -> None:
-    until(lambda: [row[0] for row in stored_status(db)] == [status])
+def until_stored(database: Path | str, status: str) -> None:
+    until(lambda: [row[0] for row in stored_status(database)] == [status])
 
 
-def until_job_done(db: Path, kind: str) -> None:
-    def done() -> bool:
-        with contextlib.closing(sqlite3.connect(db)) as conn:
-            return bool(conn.execute("SELECT count(*) FROM jobs WHERE kind = ? AND"
-                                     " done_at IS NOT NULL", (kind,)).fetchone()[0])
-    until(done)
+def until_job_done(database: Path | str, kind: str) -> None:
+    until(lambda: rows(database, "SELECT count(*) FROM jobs WHERE kind = :kind AND"
+                                 " done_at IS NOT NULL", kind=kind)[0][0])
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
@@ -131,9 +150,9 @@ def test_sigkill_then_restart_finishes_the_same_decision(
     ts, ack = request_and_click(first_bot)
     assert ack.status_code == 200  # Slack got its ack before anything slow happened
     reached(slack, okx)
-    until_stored(tmp_path / "autorepay.db", status_at_kill)
+    until_stored(first_bot.database, status_at_kill)
     first_bot.kill()
-    assert stored_status(tmp_path / "autorepay.db") == [(status_at_kill, 0)]
+    assert stored_status(first_bot.database) == [(status_at_kill, 0)]
 
     slack.unstall()
     second = first_bot.restart()
@@ -145,7 +164,7 @@ def test_sigkill_then_restart_finishes_the_same_decision(
         stop(second.process)
     assert okx.accounts[OKX_ENV["OKX_API_KEY"]].auto_repay is True
     assert len([r for r in okx.requests if r.path == SET_AUTO_REPAY]) == writes
-    events = audit(tmp_path / "autorepay.db")
+    events = audit(first_bot.database)
     assert events.count("approved") == 1  # one decision, executed (again) at most as itself
     assert events.count("okx_done") == 1
     assert len(slack.thread(ts)) == 1
@@ -166,7 +185,7 @@ def test_crash_before_the_approval_message_was_posted(
         assert "waiting for approval" in told[0]["text"]
     finally:
         stop(second.process)
-    assert audit(tmp_path / "autorepay.db").count("requested") == 1
+    assert audit(first_bot.database).count("requested") == 1
 
 
 def test_crash_after_slack_posted_but_before_the_bot_recorded_it_posts_once(
@@ -201,7 +220,7 @@ def test_crash_while_telling_the_requester_repeats_only_that_note(
     slack.stall("chat.postMessage", the_note)
     ts, _ = request_and_click(first_bot)
     slack.wait_for(lambda: [c for c in slack.stalled("chat.postMessage") if the_note(c.args)])
-    until_job_done(tmp_path / "autorepay.db", "thread_reply")
+    until_job_done(first_bot.database, "thread_reply")
     first_bot.kill()
     slack.unstall()
     second = first_bot.restart()
@@ -212,4 +231,4 @@ def test_crash_while_telling_the_requester_repeats_only_that_note(
         stop(second.process)
     assert len(slack.thread(ts)) == 1  # the thread reply was made once, before the crash
     assert okx.codes() == ["0"]
-    assert stored_status(tmp_path / "autorepay.db") == [("done", 1)]
+    assert stored_status(first_bot.database) == [("done", 1)]

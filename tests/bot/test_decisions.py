@@ -5,6 +5,9 @@ from __future__ import annotations
 from bot.approvals import Status
 from handlers.blocks import APPROVE, DENY
 from tests.bot.conftest import ALICE, APPROVALS, BOB, CAROL, Harness, live
+from tests.conftest import ON_BOTH_BACKENDS
+
+pytestmark = ON_BOTH_BACKENDS
 
 
 def test_twelve_simultaneous_approve_clicks_write_once(bot: Harness) -> None:

@@ -9,7 +9,10 @@ from typing import Any
 from bot.approvals import Status
 from handlers.blocks import APPROVE
 from tests.bot.conftest import ALICE, APPROVALS, BOB, Harness, live
+from tests.conftest import ON_BOTH_BACKENDS
 from tests.fakes.okx_server import SET_AUTO_REPAY
+
+pytestmark = ON_BOTH_BACKENDS
 
 # The message update, the thread reply and the note to the requester (a DM).
 AFTER_THE_CLICK = ("chat.update", "chat.postMessage")

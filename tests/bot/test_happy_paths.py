@@ -6,7 +6,10 @@ import re
 
 from handlers.blocks import APPROVE
 from tests.bot.conftest import ALICE, APPROVALS, BOB, DAVE, Harness, demo, live
+from tests.conftest import ON_BOTH_BACKENDS
 from tests.fakes.slack_requests import find_action
+
+pytestmark = ON_BOTH_BACKENDS
 
 
 def test_live_on_is_approved_applied_and_reported_in_the_thread(bot: Harness) -> None:

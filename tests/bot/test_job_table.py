@@ -11,11 +11,14 @@ from bot.accounts import Account
 from bot.approvals import ChangeRequest, Rules, Status, Verdict
 from bot.jobs import Kind
 from bot.store import Store
+from tests.conftest import ON_BOTH_BACKENDS
+
+pytestmark = ON_BOTH_BACKENDS
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "a.db")
+async def store(database: Path | str) -> AsyncIterator[Store]:
+    opened = await Store.open(database)
     yield opened
     await opened.aclose()
 

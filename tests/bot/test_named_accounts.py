@@ -31,8 +31,11 @@ from tests.bot.conftest import (
     everything_said,
     live,
 )
+from tests.conftest import ON_BOTH_BACKENDS
 from tests.fakes.okx_server import CONFIG, SET_AUTO_REPAY, FakeAccount, FakeOkx, Recorded
 from tests.fakes.slack_requests import find_action
+
+pytestmark = ON_BOTH_BACKENDS
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ import pytest
 
 from handlers.blocks import APPROVE
 from tests.bot.conftest import BOB, Harness, live
+from tests.conftest import ON_BOTH_BACKENDS
+
+pytestmark = ON_BOTH_BACKENDS
 
 
 @pytest.mark.parametrize(("arrange", "words", "code"), [

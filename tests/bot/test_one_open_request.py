@@ -6,7 +6,10 @@ from __future__ import annotations
 from bot.approvals import Status
 from handlers.blocks import APPROVE
 from tests.bot.conftest import ALICE, APPROVALS, BOB, DAVE, Harness, live
+from tests.conftest import ON_BOTH_BACKENDS
 from tests.fakes.okx_server import SET_AUTO_REPAY
+
+pytestmark = ON_BOTH_BACKENDS
 
 
 def test_the_same_change_again_points_to_the_open_request(bot: Harness) -> None:

@@ -11,6 +11,9 @@ from bot.approvals import ChangeRequest, Status
 from bot.store import Store
 from handlers.blocks import APPROVE
 from tests.bot.conftest import ALICE, APPROVALS, BOB, Harness
+from tests.conftest import ON_BOTH_BACKENDS
+
+pytestmark = ON_BOTH_BACKENDS
 
 
 def test_rate_limited_post_is_retried_after_retry_after(bot: Harness) -> None:

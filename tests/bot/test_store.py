@@ -16,6 +16,7 @@ from bot.accounts import Account
 from bot.approvals import Admission, ChangeRequest, Rules, Status, Verdict
 from bot.jobs import Kind
 from bot.store import Store, make_engine
+from tests.conftest import ON_BOTH_BACKENDS
 
 
 def request(request_id: str = "ar-1") -> ChangeRequest:
@@ -26,8 +27,8 @@ def request(request_id: str = "ar-1") -> ChangeRequest:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "a.db")
+async def store(database: Path | str) -> AsyncIterator[Store]:
+    opened = await Store.open(database)
     yield opened
     await opened.aclose()
 
@@ -64,6 +65,7 @@ async def test_every_connection_is_durable_and_checks_foreign_keys(tmp_path: Pat
     assert pragmas == ["wal", 2, 1]  # synchronous=FULL is 2
 
 
+@ON_BOTH_BACKENDS
 async def test_many_concurrent_clicks_one_winner(store: Store) -> None:
     await store.add(request(), now=1.0)
     users = [f"U{n:03d}" for n in range(24)]
@@ -74,8 +76,9 @@ async def test_many_concurrent_clicks_one_winner(store: Store) -> None:
     assert verdicts.count(Verdict.NOT_PENDING) == 23
 
 
-async def test_two_processes_worth_of_connections_one_winner(tmp_path: Path) -> None:
-    first, second = await Store.open(tmp_path / "a.db"), await Store.open(tmp_path / "a.db")
+@ON_BOTH_BACKENDS
+async def test_two_processes_worth_of_connections_one_winner(database: Path | str) -> None:
+    first, second = await Store.open(database), await Store.open(database)
     await first.add(request(), now=1.0)
     a, b = await asyncio.gather(first.decide("ar-1", "UBOB", True, 5.0, Rules()),
                                 second.decide("ar-1", "UCAROL", True, 5.0, Rules()))
@@ -85,6 +88,7 @@ async def test_two_processes_worth_of_connections_one_winner(tmp_path: Path) -> 
     await second.aclose()
 
 
+@ON_BOTH_BACKENDS
 async def test_approvers_keep_the_order_they_approved_in(store: Store) -> None:
     await store.add(request(), now=1.0)
     for user in ["UZED", "UAMY", "UMID"]:  # all at the same instant
@@ -93,6 +97,7 @@ async def test_approvers_keep_the_order_they_approved_in(store: Store) -> None:
     assert loaded is not None and loaded.approvers == ("UZED", "UAMY", "UMID")
 
 
+@ON_BOTH_BACKENDS
 async def test_finish_only_once(store: Store) -> None:
     await store.add(request(), now=1.0)
     outcome = await store.decide("ar-1", "UBOB", True, 5.0, Rules())
@@ -105,6 +110,7 @@ async def test_finish_only_once(store: Store) -> None:
     assert stored is not None and stored.status is Status.DONE and stored.result is True
 
 
+@ON_BOTH_BACKENDS
 async def test_expire_due(store: Store) -> None:
     await store.add(request("ar-1"), now=1.0)
     assert await store.expire_due(900.0) == []
@@ -113,6 +119,7 @@ async def test_expire_due(store: Store) -> None:
     assert await store.expire_due(2000.0) == []
 
 
+@ON_BOTH_BACKENDS
 async def test_unknown_request(store: Store) -> None:
     assert await store.decide("nope", "UBOB", True, 1.0, Rules()) is None
 
@@ -245,9 +252,10 @@ async def test_the_announced_column_marks_old_decided_requests_announced(
     assert rows == {"ar-done": 1, "ar-wait": 0}
 
 
-async def test_migrations_are_recorded_by_alembic(tmp_path: Path) -> None:
-    await (await Store.open(tmp_path / "a.db")).aclose()
-    engine = make_engine(tmp_path / "a.db")
+@ON_BOTH_BACKENDS
+async def test_migrations_are_recorded_by_alembic(database: Path | str) -> None:
+    await (await Store.open(database)).aclose()
+    engine = make_engine(database)
     async with engine.connect() as db:
         versions = (await db.execute(sa.text("SELECT version_num FROM alembic_version"))
                     ).scalars().all()
@@ -255,11 +263,12 @@ async def test_migrations_are_recorded_by_alembic(tmp_path: Path) -> None:
     assert versions == ["0005"]
 
 
+@ON_BOTH_BACKENDS
 async def test_a_database_from_the_previous_version_gets_the_jobs_its_recovery_would_do(
-        tmp_path: Path) -> None:
+        database: Path | str) -> None:
     """Version 0002 finished interrupted work by a start-up recovery; 0003 turns what it
     would have done into jobs, and supersedes all but the newest open request."""
-    old = tmp_path / "old.db"
+    old = database
     engine = make_engine(old)
     async with engine.begin() as db:
         await db.run_sync(lambda sync: upgrade_to(sync, "0002"))
@@ -296,11 +305,12 @@ async def test_a_database_from_the_previous_version_gets_the_jobs_its_recovery_w
     await store.aclose()
 
 
+@ON_BOTH_BACKENDS
 async def test_a_database_from_the_previous_version_keeps_live_and_demo_apart(
-        tmp_path: Path) -> None:
+        database: Path | str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Version 0003 knew two accounts by name only, with a CHECK allowing just those;
     0004 keeps the demo flag per request and takes any account name."""
-    old = tmp_path / "old.db"
+    old = database
     engine = make_engine(old)
     async with engine.begin() as db:
         await db.run_sync(lambda sync: upgrade_to(sync, "0003"))
@@ -337,9 +347,65 @@ async def test_a_database_from_the_previous_version_keeps_live_and_demo_apart(
     still = await store.get("ar-demo")  # another account's open request is not touched
     assert still is not None and still.status is Status.PENDING
     await store.aclose()
-    fresh = tmp_path / "fresh.db"
+    fresh = fresh_database(database, tmp_path, request)
     await (await Store.open(fresh)).aclose()
-    assert normalised(schema(old)) == normalised(schema(fresh))
+    assert await inspected(old) == await inspected(fresh)
+
+
+@ON_BOTH_BACKENDS
+async def test_a_database_from_the_previous_version_keeps_its_decisions_in_order(
+        database: Path | str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """0005 numbers decisions (PostgreSQL has no row order to fall back on): those made
+    before keep their order by time, and new ones come after them."""
+    engine = make_engine(database)
+    async with engine.begin() as db:
+        await db.run_sync(lambda sync: upgrade_to(sync, "0004"))
+        await db.execute(sa.text(
+            "INSERT INTO requests (id, requester, account, desired, status, created_at,"
+            " expires_at, origin_channel, updated_at) VALUES"
+            " ('ar-1', 'UALICE', 'live', 1, 'pending', 1.0, 901.0, 'COPS', 1.0)"))
+        for user, at in [("UZED", 2.0), ("UAMY", 3.0)]:
+            await db.execute(sa.text("INSERT INTO decisions VALUES ('ar-1', :u, 1, :at)"),
+                             {"u": user, "at": at})
+    await engine.dispose()
+    store = await Store.open(database)
+    await store.decide("ar-1", "UMID", True, 2.5, Rules(approvals_required=4))
+    loaded = await store.get("ar-1")
+    assert loaded is not None and loaded.approvers == ("UZED", "UAMY", "UMID")
+    await store.aclose()
+    fresh = fresh_database(database, tmp_path, request)
+    await (await Store.open(fresh)).aclose()
+    assert await inspected(database) == await inspected(fresh)
+
+
+def fresh_database(like: Path | str, tmp_path: Path, request: pytest.FixtureRequest
+                   ) -> Path | str:
+    """Another empty database on the same backend as `like`."""
+    if isinstance(like, Path):
+        return tmp_path / "fresh.db"
+    return str(request.getfixturevalue("postgres").new_database())
+
+
+async def inspected(where: Path | str) -> dict[str, object]:
+    """Each table's columns, indexes, foreign keys and checks, as the database reports
+    them (on either backend)."""
+    def read(connection: sa.Connection) -> dict[str, object]:
+        seen = sa.inspect(connection)
+        return {table: (
+            sorted((c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
+                   for c in seen.get_columns(table)),
+            sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                   for i in seen.get_indexes(table)),
+            sorted((tuple(f["constrained_columns"]), f["referred_table"])
+                   for f in seen.get_foreign_keys(table)),
+            sorted(str(c["sqltext"]) for c in seen.get_check_constraints(table)),
+        ) for table in seen.get_table_names() if table != "alembic_version"}
+
+    engine = make_engine(where)
+    async with engine.connect() as db:
+        found = await db.run_sync(read)
+    await engine.dispose()
+    return found
 
 
 def upgrade_to(connection: sa.Connection, revision: str) -> None:
