@@ -16,7 +16,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 import handlers
 from bot import credentials, http_server
@@ -201,22 +201,15 @@ async def open_store(database: Database, clock: Callable[[], float] = time.time)
     try:
         store = await Store.open(database)
     except (SQLAlchemyError, OSError) as exc:
-        raise ConfigError([f"{database} cannot be used: {database_error(database, exc)}"]
+        raise ConfigError([f"{database} cannot be used: {database.describe(exc)}"]
                           ) from None
     try:
         await store.audit("started", now=clock())
     except (SQLAlchemyError, OSError) as exc:
         await store.aclose()
-        raise ConfigError([f"{database} cannot be written: {database_error(database, exc)}"]
+        raise ConfigError([f"{database} cannot be written: {database.describe(exc)}"]
                           ) from None
     return store
-
-
-def database_error(database: Database, exc: Exception) -> str:
-    """The driver's own words (SQLAlchemy adds the SQL and a link on further lines),
-    without the password should a driver ever repeat it."""
-    words = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
-    return database.redact(" ".join(words.split()) or type(exc).__name__)
 
 
 async def build(settings: Settings, environ: Mapping[str, str], *,
@@ -268,7 +261,7 @@ async def build(settings: Settings, environ: Mapping[str, str], *,
         log.error("unhandled error type=%s", body.get("type") or body.get("command"),
                   exc_info=error)
 
-    watch = DatabaseWatch(store.ping, lambda exc: database_error(database, exc))
+    watch = DatabaseWatch(store.ping, lambda exc: database.describe(exc))
     return Runtime(settings, app, service, worker, clients, inflight, missing, lock, watch)
 
 

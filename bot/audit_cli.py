@@ -7,11 +7,12 @@ its compact JSON text). DATE is `YYYY-MM-DD` or an ISO 8601 date-time (UTC unles
 has `Z` or an offset); `--since` includes its moment, `--until` excludes its moment, and
 a bare date given to `--until` includes that whole day.
 
-It needs only AUTOREPAY_DB (default `autorepay.db` in the working directory), never
-creates or migrates a database, and reads in a read transaction without the bot's
-process lock, so it runs beside the bot on the same file. Exit codes:
+It needs only AUTOREPAY_DATABASE_URL or AUTOREPAY_DB (default `autorepay.db` in the
+working directory), never creates or migrates a database, and reads in a read
+transaction without the bot's process lock, so it runs beside the bot (or its replicas).
+Exit codes:
 
-    2    a bad flag, or no usable database at AUTOREPAY_DB
+    2    a bad flag, or no usable database at AUTOREPAY_DATABASE_URL / AUTOREPAY_DB
     130  Ctrl-C
     141  stdout closed before the end (`| head`): quietly, as a shell reports SIGPIPE
 """
@@ -32,6 +33,7 @@ from typing import Any, TextIO
 
 import sqlalchemy as sa
 
+from bot.database import PATH_VARIABLE, URL_VARIABLE, BadDatabaseUrl, Database
 from bot.store import Store
 from bot.store.auditlog import AuditRecord, audit_log
 from bot.store.engine import make_engine
@@ -61,8 +63,7 @@ def export_audit(environ: Mapping[str, str], *, since: str | None = None,
         start, end = window(since, until)
         if account is not None and not account.strip():
             raise UsageError("--account needs a name")
-        raw = environ.get("AUTOREPAY_DB", "").strip() or "autorepay.db"
-        records = asyncio.run(_read(raw, database_path(raw), start, end, account))
+        records = asyncio.run(_read(the_database(environ), start, end, account))
     except UsageError as exc:
         return _stop(str(exc), USAGE_EXIT)
     except KeyboardInterrupt:
@@ -98,29 +99,38 @@ def parse_moment(flag: str, text: str, *, end: bool) -> float:
     raise UsageError(f"{flag} {text!r} is not {DATE_FORMS}")
 
 
-def database_path(raw: str) -> Path:
-    """The file AUTOREPAY_DB names (relative: to the working directory); UsageError when
-    there is no such file."""
-    path = Path(raw).absolute()  # (as the bot opens it: no ~ expansion)
+def the_database(environ: Mapping[str, str]) -> Database:
+    """The bot's database as its settings name it; a SQLite file must exist (relative:
+    to the working directory). UsageError otherwise."""
+    url = environ.get(URL_VARIABLE, "").strip()
+    raw = environ.get(PATH_VARIABLE, "").strip()
+    if url and raw:
+        raise UsageError(f"{URL_VARIABLE} and {PATH_VARIABLE} are both set: keep one")
+    try:
+        database = Database.parse(url) if url else Database.sqlite(Path(raw or "autorepay.db"))
+    except BadDatabaseUrl as exc:
+        raise UsageError(str(exc)) from None
+    if database.path is None:
+        return database
+    path = database.path.absolute()  # (as the bot opens it: no ~ expansion)
     if path.is_dir():
-        raise UsageError(f"AUTOREPAY_DB={raw!r} is a folder ({path}), not a database file")
+        raise UsageError(f"{database} is a folder ({path}), not a database file")
     if not path.is_file():
-        raise UsageError(f"AUTOREPAY_DB={raw!r}: there is no database at {path} (set "
-                         "AUTOREPAY_DB to the bot's database file)")
-    return path
+        raise UsageError(f"{database}: there is no database at {path} (set "
+                         f"{database.variable} to the bot's database file)")
+    return database
 
 
-async def _read(raw: str, database: Path, since: float | None, until: float | None,
+async def _read(database: Database, since: float | None, until: float | None,
                 account: str | None) -> list[AuditRecord]:
     # Not Store.open: that migrates, and an export must not change the schema under a
     # running bot of another version. The columns read are in every version.
     store = Store(make_engine(database))
     try:
         return await audit_log(store, since=since, until=until, account=account)
-    except sa.exc.DBAPIError as exc:
-        reason = str(exc.orig) if exc.orig is not None else type(exc).__name__
-        raise UsageError(f"AUTOREPAY_DB={raw!r} cannot be read as the bot's database: "
-                         f"{reason}") from None
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        raise UsageError(f"{database} cannot be read as the bot's database: "
+                         f"{database.describe(exc)}") from None
     finally:
         await store.aclose()
 

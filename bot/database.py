@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 
 URL_VARIABLE = "AUTOREPAY_DATABASE_URL"
 PATH_VARIABLE = "AUTOREPAY_DB"
@@ -79,6 +80,12 @@ class Database:
         """For messages: `AUTOREPAY_DATABASE_URL=postgresql://bot:***@db:5432/autorepay`."""
         return f"{self.variable}={self.shown!r}" if self.variable == PATH_VARIABLE \
             else f"{self.variable}={self.shown}"
+
+    def describe(self, exc: BaseException) -> str:
+        """What went wrong, in the driver's own words (SQLAlchemy adds the SQL and a link
+        on further lines), on one line and without the password."""
+        words = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
+        return self.redact(" ".join(words.split()) or type(exc).__name__)
 
     def redact(self, text: str) -> str:
         """`text` with the password (as written, or URL-encoded) replaced by ***."""

@@ -12,8 +12,10 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from sqlalchemy import make_url
 
 from bot.accounts import Account
 from bot.approvals import ChangeRequest, Status
@@ -41,7 +43,7 @@ EXPECTED: list[tuple[str, str, str, str, str, dict[str, Any]]] = [
 ]
 
 
-async def write_events(database: Path) -> None:
+async def write_events(database: Path | str) -> None:
     store = await Store.open(database)
     try:
         # A request of an account no longer configured: its events only name it in detail.
@@ -165,6 +167,24 @@ async def test_a_reader_that_stops_early_ends_it_quietly(tmp_path: Path) -> None
         if process.poll() is None:
             process.kill()
         process.communicate()
+
+
+def test_postgresql_export_and_a_wrong_password_never_shows_it(
+        postgres_url: str, tmp_path: Path) -> None:
+    asyncio.run(write_events(postgres_url))
+    code, out, err = run(tmp_path, env={"AUTOREPAY_DATABASE_URL": postgres_url})
+    assert (code, err) == (0, "")
+    assert shown(jsonl(out)) == [(*row[:5], row[5]) for row in EXPECTED]
+    url = make_url(postgres_url)
+    wrong = url.set(password="not-" + str(url.password))
+    code, out, err = run(tmp_path, env={
+        "AUTOREPAY_DATABASE_URL": wrong.render_as_string(hide_password=False)})
+    assert code == 2 and out == ""
+    [line] = err.splitlines()
+    assert line.startswith("autorepay: AUTOREPAY_DATABASE_URL=postgresql://autorepay:***@")
+    assert "cannot be read as the bot's database" in line and "password" in line
+    for password in (str(url.password), str(wrong.password)):
+        assert password not in err and quote(password, safe="") not in err
 
 
 # --- in process ---------------------------------------------------------------
