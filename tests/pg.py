@@ -221,11 +221,16 @@ class PostgresServer:
         if error is not None:
             raise RuntimeError(f"PostgreSQL did not start again on port {self.port}:\n{error}")
 
-    def new_database(self, name: str | None = None) -> str:
-        """A fresh, empty database owned by `autorepay`; returns its URL."""
+    def new_database(self, name: str | None = None, *, template: str | None = None) -> str:
+        """A fresh database owned by `autorepay` (empty, or a copy of database `template`,
+        which nobody may be connected to); returns its URL."""
         if name is None:
             name = f"test_{next(self._names)}_{secrets.token_hex(3)}"
-        self._admin_sql("CREATE DATABASE {} OWNER {}", Ident(name), Ident(USER))
+        if template is None:
+            self._admin_sql("CREATE DATABASE {} OWNER {}", Ident(name), Ident(USER))
+        else:
+            self._admin_sql("CREATE DATABASE {} OWNER {} TEMPLATE {}", Ident(name),
+                            Ident(USER), Ident(template))
         return self.url(name)
 
     def drop_database(self, name: str) -> None:

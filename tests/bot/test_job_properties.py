@@ -32,20 +32,24 @@ import shutil
 import sqlite3
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import psycopg
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import make_url
 
 from bot.accounts import Account
 from bot.approvals import OPEN, ChangeRequest, Rules, Status
 from bot.jobs import MAX_RETRY_SECONDS, Job, Kind, Note, retry_delay
 from bot.store import Store
 from bot.store.engine import make_engine
+from tests.conftest import BACKENDS
+from tests.pg import PostgresServer
 
 START = 1_000.0
 TTL = 60.0
@@ -178,10 +182,25 @@ CRASHY = st.builds(chunk, st.one_of(APPROVED, CUT_OFF), st.lists(st.one_of(
 
 
 # --- the simulation -----------------------------------------------------------------------
+class Raw:
+    """A plain look at the database through its own driver (sqlite3 or psycopg),
+    independent of the store's queries; `?` marks a parameter on both."""
+
+    def __init__(self, where: Path | str) -> None:
+        self._sqlite = isinstance(where, Path)
+        self._db: Any = sqlite3.connect(f"file:{where}?mode=ro", uri=True) if self._sqlite \
+            else psycopg.connect(str(where), autocommit=True)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._db.execute(sql if self._sqlite else sql.replace("?", "%s"), params)
+
+    def close(self) -> None:
+        self._db.close()
+
+
 @contextlib.contextmanager
-def raw(path: Path) -> Iterator[sqlite3.Connection]:
-    """A plain read-only look at the database, independent of the store's own queries."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def raw(where: Path | str) -> Iterator[Raw]:
+    db = Raw(where)
     try:
         yield db
     finally:
@@ -190,7 +209,7 @@ def raw(path: Path) -> Iterator[sqlite3.Connection]:
 
 @dataclass
 class Sim:
-    path: Path
+    path: Path | str  # a SQLite file or a PostgreSQL URL
     stores: tuple[Store, Store]  # worker 0 and worker 1 each have their own handle
     rules: Rules
     now: float = START
@@ -494,23 +513,52 @@ class Sim:
         assert notes == expected_tell, context
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty database, migrated once: each example starts from a copy."""
-    path = tmp_path_factory.mktemp("jobs") / "template.db"
-    asyncio.run(migrate(path))
-    return path
+@dataclass(frozen=True)
+class Template:
+    """An empty database, migrated once: each example starts from a copy of it."""
+
+    path: Path | None = None  # SQLite
+    postgres: PostgresServer | None = None
+    name: str = ""  # PostgreSQL: the template database
+
+    @contextlib.contextmanager
+    def copy(self) -> Iterator[Path | str]:
+        if self.postgres is not None:
+            url = self.postgres.new_database(template=self.name)
+            try:
+                yield url
+            finally:
+                self.postgres.drop_database(url)
+            return
+        assert self.path is not None
+        with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+            path = Path(tmp) / "a.db"
+            shutil.copyfile(self.path, path)
+            yield path
 
 
-async def migrate(path: Path) -> None:
-    await (await Store.open(path)).aclose()
+@pytest.fixture(scope="module", params=BACKENDS)
+def template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[Template]:
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("jobs") / "template.db"
+        asyncio.run(migrate(path))
+        yield Template(path=path)
+        return
+    postgres: PostgresServer = request.getfixturevalue("postgres")
+    url = postgres.new_database()
+    asyncio.run(migrate(url))
+    yield Template(postgres=postgres, name=str(make_url(url).database))
+    postgres.drop_database(url)
 
 
-async def simulate(template: Path, steps: list[Step], rules: Rules) -> None:
-    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
-        path = Path(tmp) / "a.db"
-        shutil.copyfile(template, path)
-        # Two handles, as two processes have: one per worker.
+async def migrate(where: Path | str) -> None:
+    await (await Store.open(where)).aclose()
+
+
+async def simulate(template: Template, steps: list[Step], rules: Rules) -> None:
+    with template.copy() as path:
+        # Two handles, as two processes (or replicas) have: one per worker.
         stores = (Store(make_engine(path)), Store(make_engine(path)))
         try:
             sim = Sim(path, stores, rules)
@@ -528,7 +576,7 @@ async def simulate(template: Path, steps: list[Step], rules: Rules) -> None:
 
 @settings(max_examples=20, deadline=None)
 @given(rounds=st.lists(ROUND, min_size=4, max_size=7), quorum=st.sampled_from([1, 2]))
-def test_random_interleavings_keep_the_invariants(template: Path,
+def test_random_interleavings_keep_the_invariants(template: Template,
                                                   rounds: list[tuple[Step, ...]],
                                                   quorum: int) -> None:
     steps = [step for part in rounds for step in part]
@@ -538,6 +586,6 @@ def test_random_interleavings_keep_the_invariants(template: Path,
 @settings(max_examples=15, deadline=None)
 @given(rounds=st.lists(CRASHY, min_size=4, max_size=7))
 def test_crashes_repeat_an_okx_write_only_when_its_outcome_is_unknown(
-        template: Path, rounds: list[tuple[Step, ...]]) -> None:
+        template: Template, rounds: list[tuple[Step, ...]]) -> None:
     steps = [step for part in rounds for step in part]
     asyncio.run(simulate(template, steps, Rules(approvals_required=1)))

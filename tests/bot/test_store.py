@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,64 @@ async def test_two_processes_worth_of_connections_one_winner(database: Path | st
     assert {a.verdict, b.verdict} == {Verdict.APPROVED, Verdict.NOT_PENDING}
     await first.aclose()
     await second.aclose()
+
+
+@ON_BOTH_BACKENDS
+async def test_replicas_adding_requests_for_one_account_at_once_leave_one_open(
+        database: Path | str) -> None:
+    stores = [await Store.open(database) for _ in range(3)]
+    try:
+        asks = [replace(request(f"ar-{n}"), desired=n % 2 == 0) for n in range(12)]
+        added = await asyncio.gather(*(stores[n % 3].add(ask, now=1.0 + n / 1000)
+                                       for n, ask in enumerate(asks)))
+        assert added[0].admission is not None
+        open_now = await stores[0].pending([Account.DEMO.name], now=2.0)
+        assert len(open_now) == 1
+        fresh = [a for a in added if a.admission is Admission.FRESH]
+        superseding = [a for a in added if a.superseded is not None]
+        assert len(fresh) == 1  # the rest were told about it, or took its place
+        stored = {a.request.id for a in added
+                  if a.admission not in (Admission.DUPLICATE, Admission.BUSY)}
+        assert len(stored) == len(fresh) + len(superseding)
+    finally:
+        for store in stores:
+            await store.aclose()
+
+
+@ON_BOTH_BACKENDS
+async def test_one_replica_at_a_time_holds_a_turn(database: Path | str) -> None:
+    first, second = await Store.open(database), await Store.open(database)
+    try:
+        rounds = [await asyncio.gather(first.take_turn("expiry", "r0", 10.0 + n, 55.0),
+                                       second.take_turn("expiry", "r1", 10.0 + n, 55.0))
+                  for n in range(4)]
+        assert rounds[0] in ([True, False], [False, True])
+        assert all(won == rounds[0] for won in rounds)  # and it kept the turn
+        winner = "r0" if rounds[0][0] else "r1"
+        loser = "r1" if winner == "r0" else "r0"
+        assert await first.take_turn("expiry", winner, 50.0, 95.0)  # renewed by its holder
+        assert not await second.take_turn("expiry", loser, 94.0, 139.0)
+        assert await second.take_turn("expiry", loser, 95.0, 140.0)  # ran out: taken over
+        assert not await first.take_turn("expiry", winner, 96.0, 141.0)
+        assert await first.take_turn("drift", winner, 96.0, 141.0)  # turns are separate
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+@ON_BOTH_BACKENDS
+async def test_two_replicas_claiming_at_once_never_share_a_job(database: Path | str) -> None:
+    first, second = await Store.open(database), await Store.open(database)
+    try:
+        for n in range(20):
+            await first.add(replace(request(f"ar-{n}"), account=Account(f"desk-{n}")), 1.0)
+        claims = await asyncio.gather(*(s.jobs.claim(2.0, f"w{n}", 15.0, 3)
+                                        for n, s in enumerate([first, second] * 5)))
+        claimed = [job.id for jobs in claims for job in jobs]
+        assert len(claimed) == len(set(claimed)) == 20
+    finally:
+        await first.aclose()
+        await second.aclose()
 
 
 @ON_BOTH_BACKENDS
