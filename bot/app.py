@@ -261,7 +261,7 @@ async def build(settings: Settings, environ: Mapping[str, str], *,
         log.error("unhandled error type=%s", body.get("type") or body.get("command"),
                   exc_info=error)
 
-    watch = DatabaseWatch(store.ping, lambda exc: database.describe(exc))
+    watch = DatabaseWatch(store.ping, database.describe, on_return=worker.wake)
     return Runtime(settings, app, service, worker, clients, inflight, missing, lock, watch)
 
 

@@ -57,6 +57,9 @@ class Database:
                                  f"sqlite:/// (got {scheme}://…)")
         if not url.database:
             raise BadDatabaseUrl(f"{URL_VARIABLE} names no database: expected {EXPECTED}")
+        if "@" in (url.host or ""):  # user:pass@word@host: half the password is the host
+            raise BadDatabaseUrl(f"{URL_VARIABLE} has more than one @: write an @ in the "
+                                 "password as %40 (percent-encode the password)")
         return cls(url.set(drivername=POSTGRES_DRIVER), URL_VARIABLE)
 
     @property

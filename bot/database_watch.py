@@ -21,10 +21,12 @@ log = logging.getLogger("bot.database")
 CHECK_EVERY_SECONDS = 2.0
 CHECK_SECONDS = 5.0
 
-# What a database that can't be reached (or a SQLite file that stays locked) raises.
+# What a database that can't be reached (or a SQLite file that stays locked) raises,
+# through SQLAlchemy (the drivers' own errors, OSError included, arrive wrapped). Not
+# TimeoutError or OSError at large: those may come from OKX or Slack, and "the bot can't
+# reach its records" would then be a wrong answer.
 UNREACHABLE: tuple[type[Exception], ...] = (
-    OperationalError, InterfaceError, DisconnectionError, PoolTimeout, OSError,
-    TimeoutError)
+    OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
 
 
 def unreachable(exc: BaseException) -> bool:
@@ -36,10 +38,12 @@ def unreachable(exc: BaseException) -> bool:
 
 class DatabaseWatch:
     def __init__(self, ping: Callable[[], Awaitable[None]], describe: Callable[[Exception], str],
-                 *, every: float = CHECK_EVERY_SECONDS) -> None:
+                 *, every: float = CHECK_EVERY_SECONDS,
+                 on_return: Callable[[], None] = lambda: None) -> None:
         self._ping = ping
         self._describe = describe
         self._every = every
+        self._on_return = on_return
         self.ok = True
 
     async def check(self) -> bool:
@@ -54,6 +58,7 @@ class DatabaseWatch:
             return False
         if not self.ok:
             log.info("the database answers again: back to work")
+            self._on_return()
         self.ok = True
         return True
 

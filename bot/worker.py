@@ -135,8 +135,10 @@ class Worker:
                 pause = min(self._idle_poll * 2 ** (failures - 1), MAX_CLAIM_PAUSE)
                 log.warning("job worker: the job table could not be read (%s); trying again "
                             "in %.0f s", describe(exc), pause, exc_info=not expected(exc))
+                # New work (or the database watch seeing the database back) ends the
+                # pause: a request made just after an outage isn't kept waiting.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), pause)
+                    await asyncio.wait_for(self._wake.wait(), pause)
 
     async def _claim(self) -> None:
         # Cleared first, also when every slot is taken: `_idle` then waits for a job to

@@ -61,7 +61,14 @@ async def owes_requester(db: AsyncConnection, job: Job) -> bool:
 async def close(db: AsyncConnection, job: Job, now: float, error: str = "") -> bool:
     """Mark a claimed job finished (in the caller's transaction); False when it is not
     this worker's any more. A request in a final state whose last job this was is
-    marked announced."""
+    marked announced.
+
+    The request's row is locked first: two replicas closing a request's last two jobs
+    at once would each still see the other's job open (PostgreSQL, READ COMMITTED), and
+    neither would mark it announced; a job closing while a decision adds new ones could
+    mark it too early. Locked, the second waits and then sees what the first did."""
+    await db.execute(sa.select(requests.c.id).where(requests.c.id == job.request_id)
+                     .with_for_update())
     result = await db.execute(
         jobs.update().where(jobs.c.id == job.id, jobs.c.owner == job.owner,
                             jobs.c.done_at.is_(None))
