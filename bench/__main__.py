@@ -9,6 +9,10 @@
    POST set-auto-repay): Slack answering; Slack hanging after each click until its
    request is done; Slack hanging after every click for good (calls time out)
 6. /autorepay status over 10 named accounts, OKX answering after 100 ms (bench/accounts.py)
+7. failover: SIGKILL of the replica running the OKX write, two replicas on PostgreSQL,
+   lease 15 s and 5 s (bench/replicas.py)
+8. click → thread reply on SQLite and on PostgreSQL (one replica, two), OKX answering
+   after 100 ms, interleaved (bench/replicas.py)
 
 Quicker runs while working on figures:  python -m bench write --writes 10   (names: FIGURES)
 """
@@ -48,7 +52,7 @@ DEMO = Credentials("bench-demo-key", "bench-demo-secret", "bench-demo-pass")
 BURST = Credentials("bench-burst-key", "bench-burst-secret", "bench-burst-pass")
 ROUNDS, CONCURRENCY, CLICKS, COMMANDS = 30, 20, 15, 1000
 WRITES, WARMUP = 40, 2  # figure 5: measured clicks per case, and unmeasured ones first
-FIGURES = ("ack", "click", "burst", "startup", "write", "status")
+FIGURES = ("ack", "click", "burst", "startup", "write", "status", "failover", "backends")
 
 
 # --- processes ------------------------------------------------------------------------
@@ -413,6 +417,13 @@ async def main(figures: set[str], writes: int) -> None:
         if "status" in figures:
             from bench.accounts import status_over_accounts
             statuses = await status_over_accounts(slack, okx, tmp)
+        failovers = backend_clicks = None
+        if "failover" in figures:
+            from bench.replicas import failover
+            failovers = await failover(slack, okx, tmp)
+        if "backends" in figures:
+            from bench.replicas import backends
+            backend_clicks = await backends(slack, okx, tmp)
         cases = None
         if "write" in figures:  # last: Slack calls left hanging end with the stand-in
             cases = {mode: await click_to_write(slack, okx, tmp, mode=mode, writes=writes)
@@ -455,6 +466,12 @@ async def main(figures: set[str], writes: int) -> None:
     if statuses is not None:
         from bench.accounts import report_status
         report_status(statuses)
+    if failovers is not None:
+        from bench.replicas import report_failover
+        report_failover(failovers)
+    if backend_clicks is not None:
+        from bench.replicas import report_backends
+        report_backends(backend_clicks)
     print(f"\n(bench ran {time.perf_counter() - started:.0f} s)")
 
 

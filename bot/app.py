@@ -110,8 +110,14 @@ class Runtime:
             for task in stuck:
                 task.cancel()
             await asyncio.gather(*self.background, return_exceptions=True)
-        # Jobs still running after the drain are put back: the next start runs them.
+        # Jobs still running after the drain are put back: the next start (or another
+        # replica) runs them; so are the timers' turns.
         await self.worker.stop(max(0.0, drain_seconds - (time.monotonic() - started)))
+        try:
+            await self.service.store.give_up_turns(self.worker.owner)
+        except Exception as exc:  # (the database may be what is failing)
+            log.warning("could not hand on the timers' turns (%s); they pass on when they "
+                        "run out", type(exc).__name__)
         for client in [*self.clients.values(), *self.retired]:
             await client.aclose()
         if self.app.client.session is not None:

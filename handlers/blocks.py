@@ -245,7 +245,8 @@ def thread_result(request: ChangeRequest, *, resumed: bool = False) -> Message:
     else:
         text = (f":zzz: The request to switch auto repay *{wanted}* on {account} expired "
                 "without approval. Nothing was changed.")
-    note = ":arrows_counterclockwise: Resumed after a restart of the bot. " if resumed else ""
+    note = (":arrows_counterclockwise: Resumed after an interruption (the bot restarted, or "
+            "another replica took over). ") if resumed else ""
     line = tag(request.account) + note + text
     return Message(line, [section(line), context(f"{reason_line(request)} · `{request.id}`")])
 

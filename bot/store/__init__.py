@@ -109,6 +109,11 @@ class Store:
                                      .returning(turns.c.name))
             return added.first() is not None
 
+    async def give_up_turns(self, owner: str) -> None:
+        """A replica that stops hands its turns on at once (instead of after they run out)."""
+        async with self._transaction() as db:
+            await db.execute(turns.update().where(turns.c.owner == owner).values(until=0))
+
     async def _account_turn(self, db: AsyncConnection, account: Account) -> None:
         """On PostgreSQL, one replica at a time adds a request for this account, until
         the transaction ends (SQLite's write lock covers the whole file already)."""

@@ -123,3 +123,42 @@ class Lines:
     @property
     def text(self) -> str:
         return "\n".join(self.lines)
+
+
+# --- several processes at once (tests/bot/test_replicas.py) -----------------------------
+def wait_healthy(process: subprocess.Popen[str], lines: Lines, port: int,
+                 timeout: float = 30.0) -> float:
+    """wait_ready() for a process whose stderr a `Lines` reads (wait_ready's communicate()
+    would race the reader): seconds until /healthz answered 200."""
+    started = time.monotonic()
+    while True:
+        if process.poll() is not None:
+            lines.finish()
+            raise AssertionError(f"bot exited with {process.returncode}: {lines.text}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return time.monotonic() - started
+        except httpx.TransportError:
+            pass
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"bot did not become ready: {lines.text}")
+        time.sleep(0.02)  # waiting for another process to come up; no clock to inject
+
+
+def end(process: subprocess.Popen[str], lines: Lines, sig: int = signal.SIGTERM,
+        timeout: float = 15.0) -> tuple[int, str]:
+    """Signal a process whose stderr a `Lines` reads, wait for it to exit and for its
+    stderr to be read to the end: (exit code, stdout)."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    lines.finish()
+    out = process.stdout.read() if process.stdout is not None else ""
+    for pipe in (process.stdin, process.stdout, process.stderr if lines.ended else None):
+        if pipe is not None:
+            pipe.close()
+    return process.returncode, out

@@ -158,7 +158,7 @@ def test_sigkill_then_restart_finishes_the_same_decision(
     second = first_bot.restart()
     try:
         thread = slack.wait_for(lambda: slack.thread(ts), timeout=15)
-        assert "Resumed after a restart" in thread[0]["text"]
+        assert "Resumed after an interruption" in thread[0]["text"]
         assert "now *ON*" in thread[0]["text"]
     finally:
         stop(second.process)
