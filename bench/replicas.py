@@ -24,12 +24,11 @@ like everything else. SQLite keeps its defaults (WAL, synchronous=FULL).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -122,16 +121,6 @@ def stop_all(bots: list[Bot]) -> None:
     for bot in bots:
         if bot.process.poll() is None:
             stop(bot.process)
-
-
-@contextlib.contextmanager
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def add_account(okx: TimedOkx, key: str) -> None:
@@ -249,7 +238,7 @@ def failover_runs(slack: FakeSlack, okx: TimedOkx, server: PostgresServer, lease
 async def failover(slack: FakeSlack, okx: TimedOkx, tmp: Path, runs: int = RUNS
                    ) -> dict[int, dict[str, Any]]:
     def measure() -> dict[int, dict[str, Any]]:
-        with postgres() as server:
+        with PostgresServer() as server:
             return {lease: failover_runs(slack, okx, server, lease, runs) for lease in LEASES}
     return await asyncio.to_thread(measure)
 
@@ -333,7 +322,7 @@ def backend_rounds(slack: FakeSlack, okx: TimedOkx, tmp: Path, server: PostgresS
 async def backends(slack: FakeSlack, okx: TimedOkx, tmp: Path, clicks: int = CLICKS
                    ) -> dict[str, list[float]]:
     def measure() -> dict[str, list[float]]:
-        with postgres() as server:
+        with PostgresServer() as server:
             return backend_rounds(slack, okx, tmp, server, clicks)
     return await asyncio.to_thread(measure)
 

@@ -58,19 +58,25 @@ def bot_env(slack: FakeSlack, okx: FakeOkx, port: int) -> dict[str, str]:
     }
 
 
-def wait_ready(process: subprocess.Popen[str], port: int, timeout: float = 20.0) -> float:
-    """Seconds until /healthz answered 200."""
+def wait_ready(process: subprocess.Popen[str], port: int, timeout: float = 20.0,
+               lines: Lines | None = None) -> float:
+    """Seconds until /healthz answered 200. With `lines` (a reader of the process's
+    stderr), its text is what a failure shows (communicate() would race the reader)."""
     started = time.monotonic()
     while True:
         if process.poll() is not None:
-            raise AssertionError(f"bot exited: {process.communicate()[1]}")
+            if lines is None:
+                raise AssertionError(f"bot exited: {process.communicate()[1]}")
+            lines.finish()
+            raise AssertionError(f"bot exited with {process.returncode}: {lines.text}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
                 return time.monotonic() - started
         except httpx.TransportError:
             pass
         if time.monotonic() - started > timeout:
-            raise AssertionError("bot did not become ready")
+            raise AssertionError("bot did not become ready"
+                                 + (f": {lines.text}" if lines is not None else ""))
         time.sleep(0.02)  # waiting for another process to come up; no clock to inject
 
 
@@ -126,25 +132,6 @@ class Lines:
 
 
 # --- several processes at once (tests/bot/test_replicas.py) -----------------------------
-def wait_healthy(process: subprocess.Popen[str], lines: Lines, port: int,
-                 timeout: float = 30.0) -> float:
-    """wait_ready() for a process whose stderr a `Lines` reads (wait_ready's communicate()
-    would race the reader): seconds until /healthz answered 200."""
-    started = time.monotonic()
-    while True:
-        if process.poll() is not None:
-            lines.finish()
-            raise AssertionError(f"bot exited with {process.returncode}: {lines.text}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                return time.monotonic() - started
-        except httpx.TransportError:
-            pass
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"bot did not become ready: {lines.text}")
-        time.sleep(0.02)  # waiting for another process to come up; no clock to inject
-
-
 def end(process: subprocess.Popen[str], lines: Lines, sig: int = signal.SIGTERM,
         timeout: float = 15.0) -> tuple[int, str]:
     """Signal a process whose stderr a `Lines` reads, wait for it to exit and for its

@@ -39,7 +39,7 @@ from tests.bot.process import (
     end,
     free_port,
     refused_port,
-    wait_healthy,
+    wait_ready,
 )
 from tests.fakes.okx_server import FakeOkx
 from tests.fakes.slack_requests import block_action, find_action, form_payload
@@ -335,7 +335,7 @@ def test_real_process_reports_the_loss_and_the_return_once_each(
     process = bot_process([], env, tmp_path)
     processes.append(process)
     output = Lines(process)
-    wait_healthy(process, output, port)
+    wait_ready(process, port, 30.0, output)
     url = f"http://127.0.0.1:{port}"
     with server_back_at_the_end(postgres):
         postgres.stop_server()

@@ -35,7 +35,7 @@ from alembic.script import ScriptDirectory
 from bot.store import MIGRATIONS
 from handlers.blocks import APPROVE
 from tests.bot.conftest import ALICE, APPROVALS, BOB, CAROL, OKX_ENV, OPS, SECRETS, SIGNING_SECRET
-from tests.bot.process import Lines, bot_env, bot_process, end, free_port, wait_healthy
+from tests.bot.process import Lines, bot_env, bot_process, end, free_port, wait_ready
 from tests.fakes.okx_server import SET_AUTO_REPAY, FakeOkx
 from tests.fakes.slack_requests import (
     block_action,
@@ -104,7 +104,7 @@ class Replicas:
             self.started.append(replica)
             launched.append(replica)
         for replica in launched:
-            wait_healthy(replica.process, replica.lines, replica.port)
+            wait_ready(replica.process, replica.port, 30.0, replica.lines)
         return launched
 
     def end_all(self) -> None:
