@@ -1,11 +1,13 @@
-"""Storage: change requests, decisions and the audit log, through SQLAlchemy Core's
-async engine (aiosqlite for SQLite; the same queries serve PostgreSQL).
+"""Storage: change requests, decisions, jobs and the audit log, through SQLAlchemy
+Core's async engine (aiosqlite for SQLite, psycopg 3 for PostgreSQL; the same queries).
 
-Every state change runs in one transaction that takes the write lock first (on SQLite
-`BEGIN IMMEDIATE`, emitted from the engine's "begin" event), so a transition decided by
-`approvals.decide()` is applied at most once even with many clicks at the same moment,
-and even with two processes on the same file. The schema is made and kept up to date by
-alembic (bot/store/migrations/) when the store is opened.
+Every state change is one transaction, so a transition decided by `approvals.decide()`
+is applied at most once even with many clicks at the same moment, from any number of
+processes: on SQLite the transaction takes the file's write lock first (`BEGIN
+IMMEDIATE`, emitted from the engine's "begin" event); on PostgreSQL (several replicas)
+it locks the request's row (`FOR UPDATE`), and new requests for one account are added
+under a transaction-level advisory lock on its name. The schema is made and kept up to
+date by alembic (bot/store/migrations/) when the store is opened.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from bot.accounts import Account
 from bot.approvals import Admission, ChangeRequest, Outcome, Rules, Status, Verdict
 from bot.database import Database
 from bot.jobs import ANNOUNCE, Job, Kind, Note
-from bot.store.engine import LOCK_CLASS, SCHEMA, WRITE, make_engine, upgrade
+from bot.store.engine import ACCOUNT_LOCKS, SCHEMA, WRITE, make_engine, upgrade
 from bot.store.engine import MIGRATIONS as MIGRATIONS
 from bot.store.engine import database_url as database_url
 from bot.store.jobtable import JobTable, close, enqueue, enqueue_claimed, owes_requester
@@ -119,7 +121,7 @@ class Store:
         the transaction ends (SQLite's write lock covers the whole file already)."""
         if not self._sqlite:
             await db.execute(sa.text("SELECT pg_advisory_xact_lock(:c, hashtext(:name))"),
-                             {"c": LOCK_CLASS + 1, "name": account.name})
+                             {"c": ACCOUNT_LOCKS, "name": account.name})
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection]:

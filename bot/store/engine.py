@@ -95,6 +95,7 @@ def sqlite_transactions(engine: AsyncEngine) -> None:
 # schema; requests for one account are added one replica at a time.
 LOCK_CLASS = 0x4152  # "AR"
 MIGRATION_LOCK = 1
+ACCOUNT_LOCKS = LOCK_CLASS + 1  # with hashtext(account name)
 
 
 def upgrade(connection: sa.Connection) -> None:
