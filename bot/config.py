@@ -120,7 +120,7 @@ class _Reader:
         raw = self.text(name)
         if not raw:
             return default
-        if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        if not (raw.isascii() and raw.isdigit()) or not minimum <= int(raw) <= maximum:
             self.problems.append(f"{name}={raw!r} must be a whole number from {minimum} "
                                  f"to {maximum}")
             return default

@@ -29,9 +29,9 @@ class BadDatabaseUrl(ValueError):
     """AUTOREPAY_DATABASE_URL can't be used; the message never holds its value."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Database:
-    url: sa.URL  # (sa.URL's repr hides the password)
+    url: sa.URL  # never shown as it is: see `shown`
     variable: str  # the variable it came from, for messages
 
     @classmethod
@@ -57,7 +57,7 @@ class Database:
                                  f"sqlite:/// (got {scheme}://…)")
         if not url.database:
             raise BadDatabaseUrl(f"{URL_VARIABLE} names no database: expected {EXPECTED}")
-        if "@" in (url.host or ""):  # user:pass@word@host: half the password is the host
+        if raw.count("@") > 1:  # user:pa@ss@host: part of the password would be the host
             raise BadDatabaseUrl(f"{URL_VARIABLE} has more than one @: write an @ in the "
                                  "password as %40 (percent-encode the password)")
         return cls(url.set(drivername=POSTGRES_DRIVER), URL_VARIABLE)
@@ -72,12 +72,25 @@ class Database:
         return Path(self.url.database or "") if self.is_sqlite else None
 
     @property
+    def secrets(self) -> list[str]:
+        """The password, and any query parameter that is one (`?password=…`)."""
+        found = [self.url.password or ""] + [
+            value for key, values in self.url.query.items() if "password" in key.lower()
+            for value in ([values] if isinstance(values, str) else values)]
+        return [secret for secret in found if secret]
+
+    @property
     def shown(self) -> str:
         """The value as the operator wrote it, password hidden."""
         if self.path is not None and self.variable == PATH_VARIABLE:
             return str(self.path)
         shown = self.url.set(drivername=self.url.drivername.split("+")[0])
-        return shown.render_as_string(hide_password=True)
+        hidden = {key: HIDDEN for key in shown.query if "password" in key.lower()}
+        rendered = shown.update_query_dict(hidden).render_as_string(hide_password=True)
+        return rendered.replace(quote(HIDDEN, safe=""), HIDDEN)
+
+    def __repr__(self) -> str:
+        return f"Database({self.shown!r})"
 
     def __str__(self) -> str:
         """For messages: `AUTOREPAY_DATABASE_URL=postgresql://bot:***@db:5432/autorepay`."""
@@ -88,14 +101,14 @@ class Database:
         """What went wrong, in the driver's own words (SQLAlchemy adds the SQL and a link
         on further lines), on one line and without the password."""
         words = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
-        return self.redact(" ".join(words.split()) or type(exc).__name__)
+        # The first line: PostgreSQL's further lines quote the statement (LINE 2: …).
+        first = next((line for line in words.splitlines() if line.strip()), "")
+        return self.redact(" ".join(first.split()) or type(exc).__name__)
 
     def redact(self, text: str) -> str:
         """`text` with the password (as written, or URL-encoded) replaced by ***."""
-        password = self.url.password
-        if not password:
-            return text
-        for form in sorted({password, quote(password, safe=""), quote_plus(password)},
-                           key=len, reverse=True):
+        forms = {form for secret in self.secrets
+                 for form in (secret, quote(secret, safe=""), quote_plus(secret))}
+        for form in sorted(forms, key=len, reverse=True):
             text = text.replace(form, HIDDEN)
         return text

@@ -61,6 +61,14 @@ class Job:
         return self.attempts > 1
 
 
+LEASE_SECONDS = 15.0  # AUTOREPAY_LEASE_SECONDS's default
+
+
+class Lost(Exception):
+    """The job is no longer this worker's (its lease ran out and another took it over):
+    stop without recording anything; the new holder does the work."""
+
+
 def retry_delay(attempts: int) -> float:
     """Seconds before the next try after `attempts` failed ones: 0.5, 1, 2, 4, 8, then
     10 for good. A failed Slack call is tried again within 1 s and then at least every

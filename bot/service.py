@@ -9,15 +9,15 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from bot.accounts import Account
 from bot.approvals import Admission, ChangeRequest, Outcome, Rules, Status
-from bot.jobs import Job
+from bot.jobs import LEASE_SECONDS, Job, Lost
 from bot.policy import NOT_A_CANCELLER, Policy, Refusal
 from bot.store import Store
-from okx import AccountConfig, OkxClient, OkxError
+from okx import AccountConfig, OkxClient, OkxError, OkxWithdrawnError
 
 log = logging.getLogger("bot.service")
 
@@ -297,7 +297,12 @@ class AutoRepay:
         """
         if request.status is not Status.APPROVED:
             return  # recorded by an earlier attempt that was cut off before its job closed
-        final = await self._apply(request)
+
+        async def still_ours() -> bool:  # (a paused replica whose lease ran out: no)
+            lease = self.claimant[1] if self.claimant else LEASE_SECONDS
+            return await self.store.jobs.confirm(job, self.clock() + lease)
+
+        final = await self._apply(request, still_ours)
         await self.store.finish(final, job, self.clock())
         self.jobs_added()
         log.info("executed id=%s status=%s result=%s code=%s", final.id, final.status,
@@ -311,7 +316,8 @@ class AutoRepay:
                 log.info("expired id=%s", request.id)
         return expired
 
-    async def _apply(self, request: ChangeRequest) -> ChangeRequest:
+    async def _apply(self, request: ChangeRequest,
+                     proceed: Callable[[], Awaitable[bool]] | None = None) -> ChangeRequest:
         client = self._client(request.account)
         if client is None:
             warn("account unavailable", request.account, "credentials", request=request.id,
@@ -320,7 +326,9 @@ class AutoRepay:
             return request.moved_to(Status.FAILED, error_code="credentials",
                                     error_text=RECONFIGURED if changed else NOT_SET_UP)
         try:
-            confirmed = await client.set_auto_repay(request.desired)
+            confirmed = await client.set_auto_repay(request.desired, proceed=proceed)
+        except OkxWithdrawnError:
+            raise Lost(f"request {request.id}: its job was taken over; not written") from None
         except OkxError as exc:
             warn("write failed", request.account, exc.code, request=request.id,
                  **operator_detail(exc))

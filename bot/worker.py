@@ -25,12 +25,11 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.database_watch import unreachable
-from bot.jobs import Job, Kind, retry_delay
+from bot.jobs import LEASE_SECONDS, Job, Kind, Lost, retry_delay
 from bot.store.jobtable import STOPPED, JobTable
 
 log = logging.getLogger("bot.worker")
 
-LEASE_SECONDS = 15.0
 IDLE_POLL_SECONDS = 1.0  # jobs another process added, leases that ran out
 MAX_CLAIM_PAUSE = 8.0  # between tries while the job table can't be read
 SLACK_JOB_SECONDS = 30.0  # a hung Slack call gives its slot back after this
@@ -65,11 +64,13 @@ class Worker:
         self._finished = asyncio.Event()
         self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
         self._loops: list[asyncio.Task[None]] = []
+        self._keeper: asyncio.Task[None] | None = None
+        self._drained = asyncio.Event()  # every job ended after a stop: leases need no care
 
     # --- life cycle ---------------------------------------------------------------------
     def start(self) -> None:
-        self._loops = [asyncio.create_task(self._claim_forever()),
-                       asyncio.create_task(self._keep_leases())]
+        self._loops = [asyncio.create_task(self._claim_forever())]
+        self._keeper = asyncio.create_task(self._keep_leases())
 
     async def stop(self, drain: float) -> None:
         """Claim nothing more; let running jobs finish for up to `drain` seconds, then
@@ -84,11 +85,14 @@ class Worker:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         tasks = [task for _, task in self._running.values()]
-        if tasks:
+        if tasks:  # (their leases are still renewed meanwhile: nobody else takes them)
             _, late = await asyncio.wait(tasks, timeout=drain)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        self._drained.set()
+        if self._keeper is not None:
+            await asyncio.gather(self._keeper, return_exceptions=True)
 
     @property
     def claimant(self) -> tuple[str, float]:
@@ -176,10 +180,12 @@ class Worker:
             await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _keep_leases(self) -> None:
+        """Every third of a lease, until the last job has ended (a stop's drain included:
+        a job still running while the bot stops stays its own)."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._lease / 3)
-            if self._stopping.is_set():
+                await asyncio.wait_for(self._drained.wait(), self._lease / 3)
+            if self._drained.is_set():
                 return
             try:
                 await self._table.renew([job for job, _ in self._running.values()],
@@ -197,6 +203,9 @@ class Worker:
             log.warning("job ended without its work id=%s kind=%s request=%s: %s",
                         job.id, job.kind, job.request_id, exc)
             await self._table.done(job, self._clock(), str(exc))
+        except Lost as exc:
+            log.warning("job taken over by another worker id=%s kind=%s: %s", job.id,
+                        job.kind, exc)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._table.retry(job, self._clock(), STOPPED))

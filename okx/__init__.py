@@ -14,6 +14,7 @@ from okx.errors import (
     OkxRejectedError,
     OkxRequestError,
     OkxUnavailableError,
+    OkxWithdrawnError,
 )
 from okx.models import AccountConfig
 from okx.ratelimit import AccountLimits, LimitRegistry, RateLimiter
@@ -37,6 +38,7 @@ __all__ = [
     "OkxRejectedError",
     "OkxRequestError",
     "OkxUnavailableError",
+    "OkxWithdrawnError",
     "RateLimiter",
     "RetryPolicy",
 ]

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -21,6 +21,7 @@ from okx.errors import (
     OkxProtocolError,
     OkxRateLimitError,
     OkxUnavailableError,
+    OkxWithdrawnError,
     error_for,
 )
 from okx.models import AccountConfig, as_bool
@@ -59,6 +60,8 @@ class Call(Generic[T]):
     endpoint: Endpoint
     read: Callable[[Data], T]
     body: bytes = b""
+    # Asked right before each attempt is sent: False withdraws the request.
+    proceed: Callable[[], Awaitable[bool]] | None = None
 
 
 class OkxClient:
@@ -132,10 +135,15 @@ class OkxClient:
     async def get_account_config(self) -> AccountConfig:
         return await self._call(Call(CONFIG, read=account_config))
 
-    async def set_auto_repay(self, enabled: bool) -> bool:
-        """Ask OKX to switch auto repay; returns the value OKX confirms."""
+    async def set_auto_repay(self, enabled: bool, *,
+                             proceed: Callable[[], Awaitable[bool]] | None = None) -> bool:
+        """Ask OKX to switch auto repay; returns the value OKX confirms. `proceed` is
+        asked right before each attempt (retries included) is sent; when it says no,
+        OkxWithdrawnError and nothing more is sent: a caller whose right to write has
+        lapsed (a paused process whose job another took over) can't write late."""
         body = json.dumps({"autoRepay": enabled}, separators=(",", ":")).encode()
-        return await self._call(Call(SET_AUTO_REPAY, read=confirmed_auto_repay, body=body))
+        return await self._call(Call(SET_AUTO_REPAY, read=confirmed_auto_repay, body=body,
+                                     proceed=proceed))
 
     async def server_time(self) -> float:
         """OKX's clock, in epoch seconds (unsigned public endpoint)."""
@@ -226,6 +234,9 @@ class OkxClient:
 
     async def _send(self, call: Call[T], deadline: float) -> T:
         endpoint = call.endpoint
+        if call.proceed is not None and not await proceeding(call.proceed):
+            raise OkxWithdrawnError("withdrawn", "the request was withdrawn before it was "
+                                    "sent")
         timeout = max(0.001, min(self._timeout, deadline - self._monotonic()))
         headers = {"Content-Type": "application/json"} if call.body else {}
         response = await self._http.request(
@@ -235,6 +246,15 @@ class OkxClient:
         )
         log.debug("%s %s -> HTTP %d", endpoint.method, endpoint.path, response.status_code)
         return call.read(parse_envelope(response))
+
+
+async def proceeding(proceed: Callable[[], Awaitable[bool]]) -> bool:
+    """The caller's go-ahead; a check that fails is a no (never send unsure)."""
+    try:
+        return await proceed()
+    except Exception as exc:
+        log.warning("request withdrawn: its go-ahead check failed (%s)", type(exc).__name__)
+        return False
 
 
 def as_okx_error(exc: Exception) -> OkxError:

@@ -117,6 +117,11 @@ class OkxError(Exception):
         return f"{self.explanation.rstrip('.')} (OKX code {self.code})."
 
 
+class OkxWithdrawnError(OkxError):
+    """The caller took the request back before it was sent (its `proceed` check said
+    no): nothing reached OKX."""
+
+
 class OkxRejectedError(OkxError):
     """OKX understood the request and refused it; repeating it will not help."""
 

@@ -142,6 +142,15 @@ class JobTable:
                     jobs.c.owner == owner, jobs.c.done_at.is_(None))
                     .values(lease_until=until))
 
+    async def confirm(self, job: Job, until: float) -> bool:
+        """Whether the job is still this worker's (nobody took it over, it hasn't ended);
+        if so its lease now runs until `until`. Asked right before an OKX write."""
+        async with self._transaction() as db:
+            result = await db.execute(jobs.update().where(
+                jobs.c.id == job.id, jobs.c.owner == job.owner, jobs.c.done_at.is_(None))
+                .values(lease_until=until))
+            return bool(result.rowcount)
+
     async def done(self, job: Job, now: float, error: str = "") -> bool:
         async with self._transaction() as db:
             return await close(db, job, now, error)

@@ -4,6 +4,7 @@ either form (as it is, or URL-encoded), wherever the value might surface."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from bot.app import lock_database, open_store
 from bot.config import ConfigError, Settings, load_settings, read_settings
 from bot.database import BadDatabaseUrl, Database
+from bot.dblock import DatabaseInUse, DatabaseLock
 from tests.bot.process import refused_port
 
 GOOD = {
@@ -117,7 +119,7 @@ def test_the_refusal_carries_no_exception_that_holds_the_value(raw: str) -> None
 
 
 @pytest.mark.parametrize("password", ["s3cret/Tail9x", "se:Tail9x", "p#Tail9x", "p%Tail9x",
-                                      "hunter2@Tail9x"])
+                                      "hunter2@Tail9x", "ab@cd/efTail9x"])
 def test_a_password_written_without_percent_encoding_is_not_shown_in_part(
         password: str) -> None:
     """An operator who pastes the password as it is: no part of it may be repeated back
@@ -277,3 +279,32 @@ def test_settings_built_by_hand_parse_lazily() -> None:
                         database_url=f"postgresql://bot:{ENCODED}@db/ar")
     assert settings.database.shown == "postgresql://bot:***@db/ar"
     hidden(repr(settings))
+
+
+def test_a_symlink_or_a_hard_link_to_a_database_in_use_is_refused(tmp_path: Path) -> None:
+    """The same file under another name is the same database: one process only."""
+    real = tmp_path / "real.db"
+    first = DatabaseLock(real)
+    first.acquire()
+    (tmp_path / "link.db").symlink_to(real)
+    os.link(real, tmp_path / "hard.db")
+    try:
+        with pytest.raises(DatabaseInUse, match=r"pid \d+"):
+            DatabaseLock(tmp_path / "link.db").acquire()
+        with pytest.raises(DatabaseInUse, match="hard link"):
+            DatabaseLock(tmp_path / "hard.db").acquire()
+    finally:
+        first.release()
+    after = DatabaseLock(tmp_path / "hard.db")  # free again once the holder is gone
+    after.acquire()
+    after.release()
+
+
+def test_a_password_in_the_query_is_hidden_like_the_one_in_the_url() -> None:
+    database = Database.parse("postgresql://bot@db:5432/autorepay?sslmode=require"
+                              f"&password={quote(PASSWORD, safe='')}")
+    assert database.secrets == [PASSWORD]
+    for shown in (str(database), repr(database), database.shown,
+                  database.redact(f"driver said {PASSWORD}")):
+        hidden(shown)
+    assert "password=***" in str(database) and "sslmode=require" in str(database)

@@ -108,3 +108,19 @@ async def test_the_approving_click_takes_the_okx_job_in_its_own_transaction(
         Kind.UPDATE]  # the OKX job is not up for grabs while its lease runs
     [taken_over] = await store.jobs.claim(18.0, "w2", 15.0, 10, [Kind.APPLY])
     assert taken_over.id == apply.id and taken_over.resumed  # w1 died with it
+
+
+async def test_a_worker_whose_job_was_taken_over_cannot_confirm_it(store: Store) -> None:
+    """Asked right before an OKX write: a paused worker finds out it lost the job."""
+    await store.add(request(), now=1.0)
+    decided = await store.decide_claiming("ar-1", "UBOB", True, 2.0, Rules(),
+                                          claimant=("w1", 15.0))
+    assert decided is not None and decided[1] is not None
+    job = decided[1]
+    assert await store.jobs.confirm(job, until=20.0)  # still w1's; the lease now ends at 20
+    assert await store.jobs.claim(19.9, "w2", 15.0, 10, [Kind.APPLY]) == []
+    [taken] = await store.jobs.claim(20.0, "w2", 15.0, 10, [Kind.APPLY])  # ran out: w2's
+    assert not await store.jobs.confirm(job, until=40.0)
+    assert await store.jobs.confirm(taken, until=40.0)
+    assert await store.jobs.done(taken, 21.0)
+    assert not await store.jobs.confirm(taken, until=50.0)  # an ended job is nobody's

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from bot.approvals import Status
+from bot.jobs import Job, Kind, Lost
 from handlers.blocks import APPROVE
 from tests.bot.conftest import BOB, Harness, live
 from tests.conftest import ON_BOTH_BACKENDS
+from tests.fakes.okx_server import SET_AUTO_REPAY
 
 pytestmark = ON_BOTH_BACKENDS
 
@@ -94,3 +97,19 @@ def test_key_problems_at_execution_are_explained_in_the_thread(bot: Harness, cod
     bot.click(BOB, APPROVE)
     text = bot.thread_replies()[0]["text"]
     assert words in text and f"OKX code {code}" in text and "Nothing was changed" in text
+
+
+def test_a_write_whose_job_another_replica_took_over_is_never_sent(bot: Harness) -> None:
+    """A replica that was paused past its lease finds the job gone and writes nothing
+    (else its late write could undo a later approved change)."""
+    bot.command("on").followup()
+    bot.okx.fail_next("slow", seconds=1.5, path=SET_AUTO_REPAY)
+    bot.click(BOB, APPROVE)
+    bot.okx.wait_for(lambda: bot.okx.codes())  # the real job's write is at OKX
+    [request] = bot.store.with_status(Status.APPROVED)
+    ghost = Job(10**6, request.id, Kind.APPLY, "", 2, owner="paused-replica")
+    assert bot.server is not None
+    with pytest.raises(Lost):
+        bot.server.call(bot.runtime.service.execute(request, ghost))
+    assert "now *ON*" in bot.thread_replies()[0]["text"]
+    assert len(bot.okx.codes()) == 1  # the ghost's write was never sent

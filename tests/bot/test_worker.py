@@ -18,6 +18,7 @@ class Table:
         self.claims = 0
         self.retried: list[tuple[int, str]] = []
         self.finished: list[int] = []
+        self.renewals: list[list[int]] = []
 
     async def claim(self, now: float, owner: str, lease: float, limit: int,
                     kinds: Sequence[Kind] | None = None) -> list[Job]:
@@ -38,7 +39,7 @@ class Table:
         self.retried.append((job.id, error))
 
     async def renew(self, claimed: Sequence[Job], until: float) -> None:
-        pass
+        self.renewals.append(sorted(job.id for job in claimed))
 
     async def ended(self, job_id: int) -> bool:
         return True
@@ -95,3 +96,30 @@ async def test_a_failing_job_is_put_back_with_its_error_and_the_loop_goes_on() -
         await asyncio.sleep(0.01)
     await worker.stop(drain=1.0)
     assert table.retried == [(1, "RuntimeError: boom")] and table.finished == [2]
+
+
+async def test_a_stopping_worker_keeps_renewing_the_leases_of_jobs_it_drains() -> None:
+    """Seen: the lease keeper ended as soon as a stop began, so a job drained for longer
+    than its lease was taken over by another replica while still running here (and
+    written to OKX twice)."""
+    table = Table([job(1)])
+    release = asyncio.Event()
+
+    async def run(_: Job) -> None:
+        await release.wait()
+
+    worker = Worker(table, run, lease=0.3, idle_poll=0.05)  # type: ignore[arg-type]
+    worker.start()
+    while not worker.busy:
+        await asyncio.sleep(0.01)
+    stopping = asyncio.create_task(worker.stop(drain=5.0))
+    await asyncio.sleep(0.05)
+    before = len(table.renewals)
+    await asyncio.sleep(0.5)  # more than a lease into the drain
+    assert len(table.renewals) >= before + 2 and table.renewals[-1] == [1]
+    release.set()
+    await stopping
+    assert table.finished == [1]
+    after = len(table.renewals)
+    await asyncio.sleep(0.3)
+    assert len(table.renewals) == after  # the keeper ended with the last job

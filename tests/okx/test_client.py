@@ -20,6 +20,7 @@ from okx import (
     OkxProtocolError,
     OkxRequestError,
     OkxUnavailableError,
+    OkxWithdrawnError,
 )
 from okx.client import Call, Endpoint
 from okx.errors import outcome_uncertain
@@ -248,3 +249,35 @@ async def test_log_lines_do_not_repeat_the_logger_name(
     assert any(line.startswith("clock re-synced offset=") for line in lines)
     assert any(line == "GET /api/v5/account/config -> HTTP 200" for line in lines)
     assert not [line for line in lines if line.startswith("okx ")]
+
+
+async def test_a_write_is_asked_about_before_each_attempt_and_withdrawn_when_told(
+        okx: FakeOkx, fake_time: FakeTime) -> None:
+    """A paused replica whose job was taken over must not send its retry late: the
+    go-ahead is asked right before every attempt."""
+    okx.fail_next("50013", times=1)  # the first attempt fails and is retried
+    answers = iter([True, False])
+    asked: list[int] = []
+
+    async def proceed() -> bool:
+        asked.append(len(okx.requests))
+        return next(answers)
+
+    async with client(okx, fake_time) as c:
+        with pytest.raises(OkxWithdrawnError):
+            await c.set_auto_repay(True, proceed=proceed)
+    assert asked == [0, 1]  # before the first attempt and before the retry
+    assert okx.codes() == ["fault:50013"]  # the retry was never sent
+    assert live_account(okx).auto_repay is False
+
+
+async def test_a_go_ahead_that_fails_withdraws_the_write(okx: FakeOkx,
+                                                         fake_time: FakeTime) -> None:
+    async def broken() -> bool:
+        raise ConnectionError("database gone")
+
+    async with client(okx, fake_time) as c:
+        with pytest.raises(OkxWithdrawnError):
+            await c.set_auto_repay(True, proceed=broken)
+        assert await c.get_account_config()  # reads ask nothing
+    assert okx.codes() == []
