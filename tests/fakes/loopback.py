@@ -52,9 +52,12 @@ class LoopbackServer:
         return result
 
     def start(self) -> LoopbackServer:
+        # Listening at once and without SO_REUSEADDR: with it, the kernel may hand the
+        # same ephemeral port to another socket bound the same way (a bot process on a
+        # port a test picked) until one of them listens, and the other's listen() fails.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
         self.port = sock.getsockname()[1]
         self._thread.start()
         self.call(self._serve(sock))
