@@ -8,9 +8,10 @@ A `Database` shows itself (str, repr, messages) with the password hidden, and
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
@@ -23,6 +24,7 @@ POSTGRES_SCHEMES = ("postgresql", "postgres", POSTGRES_DRIVER)
 SQLITE_SCHEMES = ("sqlite", SQLITE_DRIVER)
 EXPECTED = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE or sqlite:///PATH"
 HIDDEN = "***"
+CONNINFO_PASSWORD = re.compile(r"password\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(\S+))", re.I)
 
 
 class BadDatabaseUrl(ValueError):
@@ -46,11 +48,19 @@ class Database:
         except Exception:  # sa's messages quote the whole URL, password and all
             raise BadDatabaseUrl(f"{URL_VARIABLE} is not a database URL: expected "
                                  f"{EXPECTED}") from None
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in unquote(raw.strip())):
+            # (libpq stops reading at a NUL: what follows, the port included, is lost)
+            raise BadDatabaseUrl(f"{URL_VARIABLE} holds a control character (%00, a line "
+                                 "break…): remove it")
         scheme = url.drivername.lower()
         if scheme in SQLITE_SCHEMES:
             if not url.database or url.database == ":memory:":
                 raise BadDatabaseUrl(f"{URL_VARIABLE} names no SQLite file: write "
                                      "sqlite:///relative/path.db or sqlite:////absolute/path.db")
+            if url.query or url.database.startswith("file:"):
+                # (?uri=true would let SQLite open another file than the one locked)
+                raise BadDatabaseUrl(f"{URL_VARIABLE}: sqlite:/// takes a file path only, "
+                                     "with no ?options and no file: URI")
             return cls(url.set(drivername=SQLITE_DRIVER), URL_VARIABLE)
         if scheme not in POSTGRES_SCHEMES:
             raise BadDatabaseUrl(f"{URL_VARIABLE} must start with postgresql:// or "
@@ -75,8 +85,10 @@ class Database:
     def secrets(self) -> list[str]:
         """The password, and any query parameter that is one (`?password=…`)."""
         found = [self.url.password or ""] + [
-            value for key, values in self.url.query.items() if "password" in key.lower()
+            value for key, values in self.url.query.items() if secret_parameter(key)
             for value in ([values] if isinstance(values, str) else values)]
+        found += [match.group(1) or match.group(2) for value in found[1:]
+                  for match in CONNINFO_PASSWORD.finditer(value)]
         return [secret for secret in found if secret]
 
     @property
@@ -85,7 +97,7 @@ class Database:
         if self.path is not None and self.variable == PATH_VARIABLE:
             return str(self.path)
         shown = self.url.set(drivername=self.url.drivername.split("+")[0])
-        hidden = {key: HIDDEN for key in shown.query if "password" in key.lower()}
+        hidden = {key: HIDDEN for key in shown.query}  # (a value may hold a password)
         rendered = shown.update_query_dict(hidden).render_as_string(hide_password=True)
         return rendered.replace(quote(HIDDEN, safe=""), HIDDEN)
 
@@ -112,3 +124,10 @@ class Database:
         for form in sorted(forms, key=len, reverse=True):
             text = text.replace(form, HIDDEN)
         return text
+
+
+def secret_parameter(key: str) -> bool:
+    """A query parameter that is, or may hold, a password (`password`, `sslpassword`, or
+    libpq's `conninfo`/`dsn` strings with `password=` in them)."""
+    key = key.lower()
+    return "password" in key or key in ("conninfo", "dsn")

@@ -69,6 +69,11 @@ class Lost(Exception):
     stop without recording anything; the new holder does the work."""
 
 
+class Unconfirmed(Exception):
+    """The job could not be confirmed as this worker's (the database didn't answer) right
+    before its OKX write: nothing was sent; try again later, as after any failure."""
+
+
 def retry_delay(attempts: int) -> float:
     """Seconds before the next try after `attempts` failed ones: 0.5, 1, 2, 4, 8, then
     10 for good. A failed Slack call is tried again within 1 s and then at least every

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bot.accounts import Account
 from bot.approvals import Admission, ChangeRequest, Outcome, Rules, Status
-from bot.jobs import LEASE_SECONDS, Job, Lost
+from bot.jobs import LEASE_SECONDS, Job, Lost, Unconfirmed
 from bot.policy import NOT_A_CANCELLER, Policy, Refusal
 from bot.store import Store
 from okx import AccountConfig, OkxClient, OkxError, OkxWithdrawnError
@@ -327,7 +327,10 @@ class AutoRepay:
                                     error_text=RECONFIGURED if changed else NOT_SET_UP)
         try:
             confirmed = await client.set_auto_repay(request.desired, proceed=proceed)
-        except OkxWithdrawnError:
+        except OkxWithdrawnError as exc:
+            if exc.code == "unconfirmed":
+                raise Unconfirmed(f"request {request.id}: its job could not be confirmed as "
+                                  "this worker's; not written") from None
             raise Lost(f"request {request.id}: its job was taken over; not written") from None
         except OkxError as exc:
             warn("write failed", request.account, exc.code, request=request.id,

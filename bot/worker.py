@@ -25,7 +25,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.database_watch import unreachable
-from bot.jobs import LEASE_SECONDS, Job, Kind, Lost, retry_delay
+from bot.jobs import LEASE_SECONDS, Job, Kind, Lost, Unconfirmed, retry_delay
 from bot.store.jobtable import STOPPED, JobTable
 
 log = logging.getLogger("bot.worker")
@@ -254,5 +254,5 @@ def describe(exc: BaseException) -> str:
 
 def expected(exc: BaseException) -> bool:
     """Failures of the outside world (a line is enough); anything else gets a traceback."""
-    return isinstance(exc, SlackClientError | aiohttp.ClientError | TimeoutError | OSError) \
-        or unreachable(exc)
+    return isinstance(exc, SlackClientError | aiohttp.ClientError | TimeoutError | OSError
+                      | Unconfirmed) or unreachable(exc)

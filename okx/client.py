@@ -234,9 +234,8 @@ class OkxClient:
 
     async def _send(self, call: Call[T], deadline: float) -> T:
         endpoint = call.endpoint
-        if call.proceed is not None and not await proceeding(call.proceed):
-            raise OkxWithdrawnError("withdrawn", "the request was withdrawn before it was "
-                                    "sent")
+        if call.proceed is not None:
+            await go_ahead(call.proceed)
         timeout = max(0.001, min(self._timeout, deadline - self._monotonic()))
         headers = {"Content-Type": "application/json"} if call.body else {}
         response = await self._http.request(
@@ -248,13 +247,16 @@ class OkxClient:
         return call.read(parse_envelope(response))
 
 
-async def proceeding(proceed: Callable[[], Awaitable[bool]]) -> bool:
-    """The caller's go-ahead; a check that fails is a no (never send unsure)."""
+async def go_ahead(proceed: Callable[[], Awaitable[bool]]) -> None:
+    """The caller's go-ahead, or OkxWithdrawnError: "withdrawn" when it says no,
+    "unconfirmed" when the check itself failed (never send unsure)."""
     try:
-        return await proceed()
+        go = await proceed()
     except Exception as exc:
-        log.warning("request withdrawn: its go-ahead check failed (%s)", type(exc).__name__)
-        return False
+        raise OkxWithdrawnError("unconfirmed", "the go-ahead could not be checked "
+                                f"({type(exc).__name__}); not sent") from None
+    if not go:
+        raise OkxWithdrawnError("withdrawn", "the request was withdrawn before it was sent")
 
 
 def as_okx_error(exc: Exception) -> OkxError:

@@ -307,4 +307,24 @@ def test_a_password_in_the_query_is_hidden_like_the_one_in_the_url() -> None:
     for shown in (str(database), repr(database), database.shown,
                   database.redact(f"driver said {PASSWORD}")):
         hidden(shown)
-    assert "password=***" in str(database) and "sslmode=require" in str(database)
+    assert "password=***" in str(database) and "sslmode=***" in str(database)  # (all values)
+
+
+def test_a_password_inside_a_conninfo_parameter_is_hidden_too() -> None:
+    conninfo = quote(f"password='{PASSWORD}' connect_timeout=3", safe="")
+    database = Database.parse(f"postgresql://bot@db:5432/autorepay?conninfo={conninfo}")
+    assert PASSWORD in database.secrets
+    hidden(str(database), repr(database), database.redact(f"driver said {PASSWORD}"))
+
+
+@pytest.mark.parametrize("raw", [
+    "sqlite:///file:real.db?uri=true",  # SQLite would open another file than the locked one
+    "sqlite:///real.db?mode=ro",
+    "postgresql://bot:ab%00Tail9x@db:1/autorepay",  # libpq stops reading at the NUL
+    "postgresql://bot:ab%0ATail9x@db:5432/autorepay",
+])
+def test_urls_that_would_mean_something_else_than_they_say_are_refused(raw: str) -> None:
+    with pytest.raises(BadDatabaseUrl) as refused:
+        Database.parse(raw)
+    assert str(refused.value).startswith("AUTOREPAY_DATABASE_URL")
+    assert "Tail9x" not in str(refused.value) and "real.db" not in str(refused.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from bot.approvals import Status
 from bot.jobs import Job, Kind, Lost
@@ -113,3 +114,24 @@ def test_a_write_whose_job_another_replica_took_over_is_never_sent(bot: Harness)
         bot.server.call(bot.runtime.service.execute(request, ghost))
     assert "now *ON*" in bot.thread_replies()[0]["text"]
     assert len(bot.okx.codes()) == 1  # the ghost's write was never sent
+
+
+def test_a_go_ahead_that_cannot_be_checked_puts_the_write_back_for_a_retry(
+        bot: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database blinks right before the write: nothing is sent unsure, and the job
+    is tried again after the usual short pause (not after a whole lease)."""
+    bot.command("on").followup()
+    jobs = bot.runtime.service.store.jobs
+    real, asked = jobs.confirm, []
+
+    async def blinking(job: Job, until: float) -> bool:
+        asked.append(job.id)
+        if len(asked) == 1:
+            raise OperationalError("UPDATE jobs", {}, ConnectionError("server closed"))
+        return await real(job, until)
+
+    monkeypatch.setattr(jobs, "confirm", blinking)
+    bot.click(BOB, APPROVE)
+    text = bot.thread_replies()[0]["text"]
+    assert "now *ON*" in text and "Resumed" not in text
+    assert len(asked) == 2 and bot.okx.codes() == ["0"]

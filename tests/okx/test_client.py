@@ -277,7 +277,8 @@ async def test_a_go_ahead_that_fails_withdraws_the_write(okx: FakeOkx,
         raise ConnectionError("database gone")
 
     async with client(okx, fake_time) as c:
-        with pytest.raises(OkxWithdrawnError):
+        with pytest.raises(OkxWithdrawnError) as withdrawn:
             await c.set_auto_repay(True, proceed=broken)
+        assert withdrawn.value.code == "unconfirmed"
         assert await c.get_account_config()  # reads ask nothing
     assert okx.codes() == []
