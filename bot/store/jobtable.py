@@ -67,8 +67,9 @@ async def close(db: AsyncConnection, job: Job, now: float, error: str = "") -> b
     at once would each still see the other's job open (PostgreSQL, READ COMMITTED), and
     neither would mark it announced; a job closing while a decision adds new ones could
     mark it too early. Locked, the second waits and then sees what the first did."""
-    await db.execute(sa.select(requests.c.id).where(requests.c.id == job.request_id)
-                     .with_for_update())
+    if db.dialect.name != "sqlite":  # (SQLite's write lock serializes closes already)
+        await db.execute(sa.select(requests.c.id).where(requests.c.id == job.request_id)
+                         .with_for_update())
     result = await db.execute(
         jobs.update().where(jobs.c.id == job.id, jobs.c.owner == job.owner,
                             jobs.c.done_at.is_(None))
@@ -131,25 +132,25 @@ class JobTable:
         return [Job(row.id, row.request_id, Kind(row.kind), row.note, row.attempts,
                     row.owner, bool(row.resumed)) for row in rows]
 
-    async def renew(self, claimed: Sequence[Job], until: float) -> None:
-        """Extend the leases of jobs still running here."""
+    async def renew(self, claimed: Sequence[Job], until: float) -> int:
+        """Extend the leases of jobs still running here: how many are still this
+        worker's (nobody took them over, they haven't ended)."""
         if not claimed:
-            return
+            return 0
+        renewed = 0
         async with self._transaction() as db:
             for owner in {job.owner for job in claimed}:
-                await db.execute(jobs.update().where(
+                result = await db.execute(jobs.update().where(
                     jobs.c.id.in_([job.id for job in claimed if job.owner == owner]),
                     jobs.c.owner == owner, jobs.c.done_at.is_(None))
                     .values(lease_until=until))
+                renewed += result.rowcount
+        return renewed
 
     async def confirm(self, job: Job, until: float) -> bool:
-        """Whether the job is still this worker's (nobody took it over, it hasn't ended);
-        if so its lease now runs until `until`. Asked right before an OKX write."""
-        async with self._transaction() as db:
-            result = await db.execute(jobs.update().where(
-                jobs.c.id == job.id, jobs.c.owner == job.owner, jobs.c.done_at.is_(None))
-                .values(lease_until=until))
-            return bool(result.rowcount)
+        """Whether the job is still this worker's, its lease renewed until `until`;
+        asked right before an OKX write."""
+        return await self.renew([job], until) == 1
 
     async def done(self, job: Job, now: float, error: str = "") -> bool:
         async with self._transaction() as db:

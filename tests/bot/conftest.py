@@ -316,9 +316,9 @@ def harness(slack: FakeSlack, okx: FakeOkx, settings: Settings,
 
 
 def database_secrets(settings: Settings) -> list[str]:
-    """The database password, as written and as it appears in the URL."""
-    password = settings.database.url.password
-    return [password, quote(password, safe="")] if password else []
+    """The database password (wherever the URL holds one), as written and encoded."""
+    return [form for secret in settings.database.secrets
+            for form in (secret, quote(secret, safe=""))]
 
 
 # What only an operator can act on: it goes to the log, never to traders (SPEC §3.9).

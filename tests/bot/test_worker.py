@@ -38,8 +38,9 @@ class Table:
     async def retry(self, job: Job, due_at: float, error: str) -> None:
         self.retried.append((job.id, error))
 
-    async def renew(self, claimed: Sequence[Job], until: float) -> None:
+    async def renew(self, claimed: Sequence[Job], until: float) -> int:
         self.renewals.append(sorted(job.id for job in claimed))
+        return len(claimed)
 
     async def ended(self, job_id: int) -> bool:
         return True
