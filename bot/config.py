@@ -76,6 +76,9 @@ class Settings:
     # AUTOREPAY_DATABASE_URL (empty: SQLite at db_path); shown only through `database`.
     database_url: str = field(default="", repr=False)
     lease_seconds: int = 15  # a job of a replica that died is taken over after this
+    drift_check_seconds: int = 300  # 0: no drift watch
+    health_port: int | None = None  # Socket Mode: /healthz and /metrics on this port
+    log_format: str = "text"  # or "json": one JSON object per line
 
     @property
     def database(self) -> Database:
@@ -217,6 +220,9 @@ def read_settings(environ: Mapping[str, str], *, force_http: bool = False,
         db_path=Path(r.text(PATH_VARIABLE, "autorepay.db")),
         database_url=_database_url(r),
         lease_seconds=r.integer("AUTOREPAY_LEASE_SECONDS", 15, minimum=5, maximum=3600),
+        drift_check_seconds=_drift_check_seconds(r),
+        health_port=_health_port(r),
+        log_format=_log_format(r),
         okx_base_url=_okx_url(r),
         host=r.text("AUTOREPAY_HOST", "0.0.0.0"),
         port=_port(r, port),
@@ -350,6 +356,35 @@ def _okx_url(r: _Reader) -> str:
 
 def _with_slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"
+
+
+def _drift_check_seconds(r: _Reader) -> int:
+    """AUTOREPAY_DRIFT_CHECK_SECONDS: 0 turns the watch off, else at least 5 s."""
+    seconds = r.integer("AUTOREPAY_DRIFT_CHECK_SECONDS", 300, minimum=0, maximum=86400)
+    if 0 < seconds < 5:
+        r.problems.append(f"AUTOREPAY_DRIFT_CHECK_SECONDS={seconds} must be 0 (no drift "
+                          "watch) or from 5 to 86400")
+        return 300
+    return seconds
+
+
+def _health_port(r: _Reader) -> int | None:
+    """AUTOREPAY_HEALTH_PORT: where Socket Mode serves /healthz and /metrics (unset: no
+    such port; HTTP mode serves them on PORT)."""
+    if not r.text("AUTOREPAY_HEALTH_PORT"):
+        return None
+    return r.integer("AUTOREPAY_HEALTH_PORT", 0, minimum=1, maximum=65535) or None
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(r: _Reader) -> str:
+    value = r.text("AUTOREPAY_LOG_FORMAT", "text").lower()
+    if value not in LOG_FORMATS:
+        r.problems.append(f"AUTOREPAY_LOG_FORMAT={value!r} must be text or json")
+        return "text"
+    return value
 
 
 def _log_level(r: _Reader) -> str:
