@@ -13,6 +13,9 @@
    lease 15 s and 5 s (bench/replicas.py)
 8. click → thread reply on SQLite and on PostgreSQL (one replica, two), OKX answering
    after 100 ms, interleaved (bench/replicas.py)
+9. resident memory over 10 000 mixed commands and clicks, 20 accounts (bench/memory.py)
+10. the drift watch: its OKX request rate with 20 accounts at the default interval, and
+    approvals under it at its minimum interval, 20 accounts on one uid (bench/drift.py)
 
 Quicker runs while working on figures:  python -m bench write --writes 10   (names: FIGURES)
 """
@@ -52,7 +55,8 @@ DEMO = Credentials("bench-demo-key", "bench-demo-secret", "bench-demo-pass")
 BURST = Credentials("bench-burst-key", "bench-burst-secret", "bench-burst-pass")
 ROUNDS, CONCURRENCY, CLICKS, COMMANDS = 30, 20, 15, 1000
 WRITES, WARMUP = 40, 2  # figure 5: measured clicks per case, and unmeasured ones first
-FIGURES = ("ack", "click", "burst", "startup", "write", "status", "failover", "backends")
+FIGURES = ("ack", "click", "burst", "startup", "write", "status", "failover", "backends",
+           "memory", "drift")
 
 
 # --- processes ------------------------------------------------------------------------
@@ -424,6 +428,14 @@ async def main(figures: set[str], writes: int) -> None:
         if "backends" in figures:
             from bench.replicas import backends
             backend_clicks = await backends(slack, okx, tmp)
+        memory_load = None
+        if "memory" in figures:
+            from bench.memory import memory_over_requests
+            memory_load = await memory_over_requests(okx, tmp)
+        drift_load = None
+        if "drift" in figures:
+            from bench.drift import drift_figures
+            drift_load = await drift_figures(slack, tmp)
         cases = None
         if "write" in figures:  # last: Slack calls left hanging end with the stand-in
             cases = {mode: await click_to_write(slack, okx, tmp, mode=mode, writes=writes)
@@ -472,6 +484,12 @@ async def main(figures: set[str], writes: int) -> None:
     if backend_clicks is not None:
         from bench.replicas import report_backends
         report_backends(backend_clicks)
+    if memory_load is not None:
+        from bench.memory import report_memory
+        report_memory(memory_load)
+    if drift_load is not None:
+        from bench.drift import report_drift
+        report_drift(drift_load)
     print(f"\n(bench ran {time.perf_counter() - started:.0f} s)")
 
 

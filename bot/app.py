@@ -28,8 +28,10 @@ from bot.credentials import CredentialsError
 from bot.database import Database
 from bot.database_watch import DatabaseWatch
 from bot.dblock import DatabaseInUse, DatabaseLock
+from bot.drift_watch import DriftWatch
 from bot.http_server import BODY_SECONDS
 from bot.inflight import Inflight
+from bot.metrics import Metrics, count_slack_errors
 from bot.policy import GroupLookupError, Policy
 from bot.service import AutoRepay
 from bot.signature import SlackSignature
@@ -58,9 +60,11 @@ class Runtime:
     lock: DatabaseLock | None = None
     watch: DatabaseWatch | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    drift: DriftWatch | None = None  # SPEC §9; made at start unless switched off
     retired: list[OkxClient] = field(default_factory=list)  # accounts OKX refused at start
     ready: bool = False
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    metrics: Metrics = field(default_factory=Metrics)  # SPEC §9: /metrics
 
     def retire(self, account: str, reason: str) -> None:
         """Make an account unavailable (its key was refused); the others keep working."""
@@ -73,6 +77,10 @@ class Runtime:
     def healthy(self) -> bool:
         """/healthz: started, not draining, and the database answers."""
         return self.ready and (self.watch is None or self.watch.ok)
+
+    async def scrape(self) -> bytes:
+        """/metrics: the counters, and the gauges read from the database now."""
+        return await self.metrics.scrape(self.service.store, self.service.clock())
 
     async def dispatch(self, request: AsyncBoltRequest) -> web.StreamResponse:
         async with self.inflight.acking():
@@ -89,6 +97,10 @@ class Runtime:
         self.worker.start()
         if self.watch is not None:
             self.background.append(asyncio.create_task(self.watch.run(self.stopping)))
+        if self.settings.drift_check_seconds:  # (its first round: one interval from now)
+            self.drift = DriftWatch(self.service, float(self.settings.drift_check_seconds),
+                                    self.worker.owner, clock=self.service.clock)
+            self.background.append(asyncio.create_task(self.drift.run(self.stopping)))
         if sweep_every:
             self.background.append(asyncio.create_task(expire_forever(
                 self.service, sweep_every, self.stopping, self.worker.owner)))
@@ -228,8 +240,11 @@ async def build(settings: Settings, environ: Mapping[str, str], *,
         if lock is not None:
             lock.release()
         raise
-    clients, missing = okx_clients(settings, environ, **okx_options)
+    metrics = Metrics(account.name for account in settings.accounts)
+    clients, missing = okx_clients(settings, environ, observe=metrics.okx_request,
+                                   **okx_options)
     app = bolt_app(settings)
+    count_slack_errors(app.client, metrics)
     client = app.client
 
     async def group_members(group: str) -> list[str]:
@@ -259,8 +274,12 @@ async def build(settings: Settings, environ: Mapping[str, str], *,
                     lease=float(settings.lease_seconds))
     service.jobs_added = worker.wake
     service.claimant, service.run_claimed = worker.claimant, worker.run_claimed
+    service.on_change = lambda request: metrics.change(request.account.name,
+                                                       request.status.value)
+    service.on_drift = lambda drift: metrics.drift(drift.account.name)
     inflight = Inflight()
-    handlers.register(app, service, worker, inflight, require_reason=settings.require_reason)
+    handlers.register(app, service, worker, inflight, require_reason=settings.require_reason,
+                      approval_channel=settings.approval_channel, metrics=metrics)
 
     @app.error
     async def unexpected(error: Exception, body: dict[str, Any]) -> None:
@@ -268,7 +287,8 @@ async def build(settings: Settings, environ: Mapping[str, str], *,
                   exc_info=error)
 
     watch = DatabaseWatch(store.ping, database.describe, on_return=worker.wake)
-    return Runtime(settings, app, service, worker, clients, inflight, missing, lock, watch)
+    return Runtime(settings, app, service, worker, clients, inflight, missing, lock, watch,
+                   metrics=metrics)
 
 
 def http_app(runtime: Runtime, guard: ConnectionGuard, *,
@@ -278,6 +298,6 @@ def http_app(runtime: Runtime, guard: ConnectionGuard, *,
         signature=SlackSignature(runtime.settings.slack_signing_secret),
         accepting=lambda: runtime.ready, healthy=lambda: runtime.healthy,
         dispatch=runtime.dispatch, guard=guard,
-        body_seconds=body_seconds)
+        body_seconds=body_seconds, metrics=runtime.scrape)
 
 

@@ -1,4 +1,5 @@
-"""HTTP mode: POST /slack/events and GET /healthz on a socket bound before start-up.
+"""HTTP mode: POST /slack/events, GET /healthz and GET /metrics on a socket bound before
+start-up. Socket Mode: /healthz and /metrics alone, on AUTOREPAY_HEALTH_PORT.
 
 Every request to /slack/events is checked against Slack's signature on its raw bytes
 before anything parses it, whatever else is configured: unsigned, badly signed or stale
@@ -17,6 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.connections import ConnectionGuard
+from bot.metrics import CONTENT_TYPE
 from bot.signature import SlackSignature
 from handlers.shape import problem
 
@@ -26,12 +28,14 @@ BODY_SECONDS = 10.0
 MAX_BODY_BYTES = 1 << 20
 # What Bolt's request parser (or json) may raise on a signed but malformed payload.
 PARSE_ERRORS = (TypeError, KeyError, AttributeError, ValueError, IndexError, RecursionError)
+Scrape = Callable[[], Awaitable[bytes]]  # the metrics, in Prometheus' text format
 
 
 def web_app(*, signature: SlackSignature, accepting: Callable[[], bool],
             healthy: Callable[[], bool] | None = None,
             dispatch: Callable[[AsyncBoltRequest], Awaitable[web.StreamResponse]],
-            guard: ConnectionGuard, body_seconds: float = BODY_SECONDS) -> web.Application:
+            guard: ConnectionGuard, body_seconds: float = BODY_SECONDS,
+            metrics: Scrape | None = None) -> web.Application:
     async def events(request: web.Request) -> web.StreamResponse:
         if not accepting():
             return web.Response(status=503, text="starting or stopping")
@@ -50,10 +54,22 @@ def web_app(*, signature: SlackSignature, accepting: Callable[[], bool],
             return web.Response(status=400, text="malformed payload")
         return await dispatch(bolt_request)
 
-    async def healthz(_: web.Request) -> web.Response:
-        ready = (healthy or accepting)()
-        return web.json_response({"ready": ready}, status=200 if ready else 503)
+    application = guarded(guard)
+    application.router.add_post("/slack/events", events)
+    add_health_routes(application, healthy or accepting, metrics)
+    return application
 
+
+def health_app(*, healthy: Callable[[], bool], metrics: Scrape, guard: ConnectionGuard
+               ) -> web.Application:
+    """Socket Mode's port: /healthz and /metrics, nothing else (404)."""
+    application = guarded(guard)
+    add_health_routes(application, healthy, metrics)
+    return application
+
+
+def guarded(guard: ConnectionGuard) -> web.Application:
+    """An application whose requests the connection guard counts (bot.connections)."""
     @web.middleware
     async def limits(request: web.Request,
                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -64,10 +80,25 @@ def web_app(*, signature: SlackSignature, accepting: Callable[[], bool],
         finally:
             guard.request_finished(request.transport)
 
-    application = web.Application(middlewares=[limits], client_max_size=MAX_BODY_BYTES)
-    application.router.add_post("/slack/events", events)
+    return web.Application(middlewares=[limits], client_max_size=MAX_BODY_BYTES)
+
+
+def add_health_routes(application: web.Application, healthy: Callable[[], bool],
+                      metrics: Scrape | None) -> None:
+    """GET /healthz: 200 when ready, 503 while starting, draining or without the
+    database. GET /metrics: answered whatever the state, a monitor wants it most then."""
+    async def healthz(_: web.Request) -> web.Response:
+        ready = healthy()
+        return web.json_response({"ready": ready}, status=200 if ready else 503)
+
     application.router.add_get("/healthz", healthz)
-    return application
+    if metrics is None:
+        return
+
+    async def scrape(_: web.Request) -> web.Response:
+        return web.Response(body=await metrics(), headers={"Content-Type": CONTENT_TYPE})
+
+    application.router.add_get("/metrics", scrape)
 
 
 async def read_body(request: web.Request, seconds: float) -> bytes | web.Response:

@@ -9,6 +9,8 @@ job back with a capped exponential backoff. The job kinds, and what each one wai
     update_message  make the approval message show the request's current state
     thread_reply    the outcome, in the approval message's thread
     tell_requester  a note to whoever asked (`note` says which)
+    drift_alert     a change made outside the bot, in the approval channel (its subject
+                    is `drift-<id>`, not a request: bot.readings)
 
 Slack jobs of a request wait while its approval post is still open: a thread reply
 needs the message's ts. Jobs render the request as it is when they run, so an update
@@ -27,6 +29,7 @@ class Kind(StrEnum):
     UPDATE = "update_message"
     THREAD = "thread_reply"
     TELL = "tell_requester"
+    DRIFT_ALERT = "drift_alert"
 
 
 class Note(StrEnum):
@@ -40,6 +43,17 @@ class Note(StrEnum):
 
 
 ANNOUNCE = (Kind.UPDATE, Kind.THREAD, Kind.TELL)  # a final state, told everywhere
+DRIFT_SUBJECT = "drift-"  # a job's request_id for a drift's alert: drift-<id>
+
+
+def drift_subject(drift_id: int) -> str:
+    return f"{DRIFT_SUBJECT}{drift_id}"
+
+
+def drift_of(subject: str) -> int | None:
+    """The drift a job belongs to (None: it belongs to a request)."""
+    number = subject.removeprefix(DRIFT_SUBJECT)
+    return int(number) if number != subject and number.isdigit() else None
 
 FIRST_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 10.0

@@ -3,7 +3,10 @@
 - Everything that can be judged locally (variables, credentials, the port, the database)
   is judged first, and every problem is printed on a line of its own: exit 2.
 - HTTP mode binds its socket before anything slow and answers /healthz with 503 until
-  the checks against Slack and OKX are done, and again while draining.
+  the checks against Slack and OKX are done, and again while draining. Socket Mode
+  does the same on AUTOREPAY_HEALTH_PORT when it is set (/healthz and /metrics only).
+- Logs: text lines until the settings are read, then AUTOREPAY_LOG_FORMAT, with every
+  secret hidden (bot.logs).
 - A signal at any moment (while waiting for Slack included) stops the bot with exit 0.
 """
 
@@ -19,10 +22,11 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot import logs
 from bot.app import Runtime, build, credential_problems, http_app
 from bot.config import ConfigError, Settings, read_settings, report
 from bot.connections import ConnectionGuard
-from bot.http_server import HEADER_SECONDS, HttpServer, bind
+from bot.http_server import HEADER_SECONDS, HttpServer, bind, health_app
 from bot.socket_link import GatedSocketModeHandler
 from bot.startup import check_accounts, check_slack
 
@@ -32,12 +36,14 @@ DRAIN_SECONDS = 30.0
 # the connections asyncio accepts in one batch (up to the listen backlog, 128) before
 # the guard can drop any of them.
 FILES_KEPT_FOR_THE_REST = 64 + 128
+HEALTH_CONNECTIONS = 32  # on the health port: monitors, not Slack
 
 
 @dataclass
 class Prepared:
     runtime: Runtime
     sock: socket.socket | None  # HTTP mode: bound and listening
+    health_sock: socket.socket | None = None  # Socket Mode with AUTOREPAY_HEALTH_PORT
 
 
 async def prepare(environ: Mapping[str, str], *, force_http: bool, port: int | None,
@@ -47,14 +53,9 @@ async def prepare(environ: Mapping[str, str], *, force_http: bool, port: int | N
     problems.extend(credential_problems(settings.accounts, environ))
     logging.getLogger().setLevel(settings.log_level)
     cap_library_logs()
+    logs.apply(settings.log_format, logs.secrets(settings, environ))
     variables_ok = not problems
-    sock = None
-    listening_ok = not any(p.startswith(("PORT", "--port", "AUTOREPAY_HOST")) for p in problems)
-    if not settings.socket_mode and listening_ok:
-        try:
-            sock = bind(settings.host, settings.port)
-        except OSError as exc:
-            problems.append(bind_problem(settings, exc, port_flag=port is not None))
+    sock, health_sock = listen(settings, problems, port_flag=port is not None)
     runtime = None
     if variables_ok:  # then the database can be judged too (opening may create it)
         try:
@@ -62,18 +63,46 @@ async def prepare(environ: Mapping[str, str], *, force_http: bool, port: int | N
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
-        if sock is not None:
-            sock.close()
+        for bound in (sock, health_sock):
+            if bound is not None:
+                bound.close()
         if runtime is not None:
             await runtime.close_store()
         raise ConfigError(problems)
     assert runtime is not None
-    return Prepared(runtime, sock)
+    return Prepared(runtime, sock, health_sock)
 
 
-def bind_problem(settings: Settings, exc: OSError, *, port_flag: bool) -> str:
-    host, port = settings.host, settings.port
-    where = f"--port {port}" if port_flag else f"PORT={port}"
+def listen(settings: Settings, problems: list[str], *, port_flag: bool
+           ) -> tuple[socket.socket | None, socket.socket | None]:
+    """(HTTP mode's socket, Socket Mode's health port), bound before anything slow;
+    a port that can't be had is a problem added to `problems`."""
+    if any(p.startswith("AUTOREPAY_HOST") for p in problems):
+        return None, None
+    if settings.socket_mode:
+        port = settings.health_port
+        if port is None:
+            return None, None
+        return None, listening(settings.host, port, f"AUTOREPAY_HEALTH_PORT={port}", problems)
+    if settings.health_port is not None:
+        log.info("AUTOREPAY_HEALTH_PORT=%d is not used in HTTP mode: /healthz and /metrics "
+                 "are served on PORT=%d", settings.health_port, settings.port)
+    if any(p.startswith(("PORT", "--port")) for p in problems):
+        return None, None
+    where = f"--port {settings.port}" if port_flag else f"PORT={settings.port}"
+    return listening(settings.host, settings.port, where, problems), None
+
+
+def listening(host: str, port: int, where: str, problems: list[str]) -> socket.socket | None:
+    try:
+        return bind(host, port)
+    except OSError as exc:
+        problems.append(bind_problem(host, where, exc))
+        return None
+
+
+def bind_problem(host: str, where: str, exc: OSError) -> str:
+    """`where` names the port's flag or variable: "PORT=3000", "--port 3000", …"""
     if isinstance(exc, socket.gaierror):
         return f"AUTOREPAY_HOST={host!r} does not resolve to an address ({exc.strerror})"
     if exc.errno == errno.EADDRINUSE:
@@ -86,8 +115,7 @@ def bind_problem(settings: Settings, exc: OSError, *, port_flag: bool) -> str:
 
 
 def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure()
     # httpx logs every OKX call at INFO; the OKX client logs what matters itself.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -129,7 +157,7 @@ async def serve(environ: Mapping[str, str], *, force_http: bool, port: int | Non
         return report(exc.problems)
     if prepared.sock is not None:
         return await serve_http(prepared.runtime, prepared.sock, stop)
-    return await serve_socket_mode(prepared.runtime, stop)
+    return await serve_socket_mode(prepared.runtime, stop, health_sock=prepared.health_sock)
 
 
 async def serve_http(runtime: Runtime, sock: socket.socket, stop: asyncio.Event, *,
@@ -139,7 +167,7 @@ async def serve_http(runtime: Runtime, sock: socket.socket, stop: asyncio.Event,
     server = HttpServer(http_app(runtime, guard), sock, guard)
     shed_when_out_of_files(guard)
     await server.start()
-    log.info("listening on %s (POST /slack/events, GET /healthz)", server.url)
+    log.info("listening on %s (POST /slack/events, GET /healthz, GET /metrics)", server.url)
     try:
         code, _ = await start_checked(runtime, stop)
         if code is None:
@@ -152,7 +180,27 @@ async def serve_http(runtime: Runtime, sock: socket.socket, stop: asyncio.Event,
     return code or 0
 
 
-async def serve_socket_mode(runtime: Runtime, stop: asyncio.Event) -> int:
+async def serve_socket_mode(runtime: Runtime, stop: asyncio.Event, *,
+                            health_sock: socket.socket | None = None) -> int:
+    """Socket Mode, with /healthz and /metrics on `health_sock` (already bound) if given."""
+    health = await serve_health(runtime, health_sock) if health_sock is not None else None
+    try:
+        return await run_socket_mode(runtime, stop)
+    finally:
+        if health is not None:
+            await health.stop()
+
+
+async def serve_health(runtime: Runtime, sock: socket.socket) -> HttpServer:
+    guard = ConnectionGuard(max_connections=HEALTH_CONNECTIONS, header_seconds=HEADER_SECONDS)
+    server = HttpServer(health_app(healthy=lambda: runtime.healthy, metrics=runtime.scrape,
+                                   guard=guard), sock, guard)
+    await server.start()
+    log.info("health port listening on %s (GET /healthz, GET /metrics)", server.url)
+    return server
+
+
+async def run_socket_mode(runtime: Runtime, stop: asyncio.Event) -> int:
     log.info("starting in Socket Mode")
     code, url = await start_checked(runtime, stop, start=False)
     if code is not None:

@@ -10,12 +10,13 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.accounts import Account
 from bot.approvals import Admission, ChangeRequest, Outcome, Rules, Status
 from bot.jobs import LEASE_SECONDS, Job, Lost, Unconfirmed
 from bot.policy import NOT_A_CANCELLER, Policy, Refusal
+from bot.readings import Drift, Reading, Source
 from bot.store import Store
 from okx import AccountConfig, OkxClient, OkxError, OkxWithdrawnError
 
@@ -94,10 +95,13 @@ class Overview:
 
 @dataclass(frozen=True)
 class Listing:
-    """`pending` or `history`: requests of the accounts the user may see."""
+    """`pending` or `history`: requests of the accounts the user may see (and, in
+    `history`, the changes made outside the bot that the drift watch found)."""
 
     requests: list[ChangeRequest]
     accounts: list[Account]  # the accounts looked at
+    drifts: list[Drift] = field(default_factory=list)  # newest first
+    alert_channel: str = ""  # where the drift alerts are posted
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,18 @@ class AutoRepay:
         # (owner, lease), and how to hand it that job; None: the worker claims it.
         self.claimant: tuple[str, float] | None = None
         self.run_claimed: Callable[[Job], None] = lambda job: None
+        # Told of each finished change and each drift found (metrics count them).
+        self.on_change: Callable[[ChangeRequest], None] = lambda request: None
+        self.on_drift: Callable[[Drift], None] = lambda drift: None
+
+    @property
+    def approval_channel(self) -> str:
+        return self._approval_channel
+
+    @property
+    def watched(self) -> list[Account]:
+        """The accounts the bot can read (those with a usable OKX client), in order."""
+        return [account for account in self.accounts if self._client(account) is not None]
 
     async def status(self, user: str, channel: str, account: Account) -> StatusResult:
         if refusal := await self.policy.may_view(user, channel, account.name):
@@ -178,7 +194,9 @@ class AutoRepay:
         if isinstance(accounts, Refusal):
             return accounts
         found = await self.store.finished([a.name for a in accounts], count)
-        return Listing(found, accounts)
+        drifts = await self.store.drifts(accounts, count)
+        found, drifts = newest(found, drifts, count)
+        return Listing(found, accounts, drifts, self._approval_channel)
 
     async def cancel(self, user: str, channel: str, request_id: str
                      ) -> Cancelled | Refusal:
@@ -303,10 +321,39 @@ class AutoRepay:
             return await self.store.jobs.confirm(job, self.clock() + lease)
 
         final = await self._apply(request, still_ours)
-        await self.store.finish(final, job, self.clock())
+        if await self.store.finish(final, job, self.clock()):
+            self.on_change(final)
         self.jobs_added()
         log.info("executed id=%s status=%s result=%s code=%s", final.id, final.status,
                  final.result, final.error_code or "-")
+
+    async def observe(self, account: Account) -> Reading | Unavailable:
+        """Read the account's configuration now (through its client, so within OKX's
+        rate limits) and record it as the account's reading: the first read is the
+        baseline, a state that differs from the last one known is a drift, alerted in
+        the approval channel. OKX not answering is a warning and records nothing."""
+        version = await self.store.reading_version(account)  # (before the read is sent)
+        config = await self._read(account)
+        if isinstance(config, Unavailable):
+            return config
+        return await self.record(account, config, version)
+
+    async def record(self, account: Account, config: AccountConfig, version: int
+                     ) -> Reading:
+        """Record a read of the account sent at reading `version` (see `observe`)."""
+        now = self.clock()
+        drift = await self.store.observe(account, config, now, version)
+        if drift is not None:
+            log.warning("drift account=%s uid=%s auto_repay=%s was=%s drift=%d: changed "
+                        "outside the bot", account, drift.uid, drift.auto_repay, drift.was,
+                        drift.id)
+            self.on_drift(drift)
+            self.jobs_added()
+        return Reading(account, config.uid, config.auto_repay, now, Source.READ)
+
+    async def drift_alerted(self, job: Job, drift: Drift, channel: str, ts: str) -> None:
+        await self.store.drift_alerted(job, drift.id, channel, ts, self.clock())
+        log.info("drift alert posted drift=%d account=%s ts=%s", drift.id, drift.account, ts)
 
     async def expire_due(self) -> list[ChangeRequest]:
         expired = await self.store.expire_due(self.clock())
@@ -399,6 +446,19 @@ class AutoRepay:
         request_id = str(detail.pop("request", ""))  # its own column: found by request
         await self.store.audit(f"refused:{what}", user, request_id, now=self.clock(),
                                reason=refusal.reason, **detail)
+
+
+def newest(requests: list[ChangeRequest], drifts: list[Drift], count: int
+           ) -> tuple[list[ChangeRequest], list[Drift]]:
+    """The last `count` of both together, by when each was asked for or found."""
+    times = sorted([r.created_at for r in requests] + [d.at for d in drifts],
+                   reverse=True)
+    if len(times) <= count:
+        return requests, drifts
+    if count <= 0:
+        return [], []
+    cut = times[count - 1]  # (ties at the cut: kept, a line or two over)
+    return ([r for r in requests if r.created_at >= cut], [d for d in drifts if d.at >= cut])
 
 
 def warn(event: str, account: Account, code: str, **detail: str) -> None:

@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.accounts import Account
 from bot.approvals import ChangeRequest, Status
+from bot.readings import Drift
 from bot.worker import Permanent
 from handlers import blocks
 
@@ -29,6 +30,7 @@ PERMANENT = frozenset({"channel_not_found", "not_in_channel", "is_archived",
 CANT_LOOK = frozenset({"missing_scope", "not_allowed_token_type", "no_permission",
                        "not_in_channel", "channel_not_found"})
 METADATA_TYPE = "autorepay_approval"  # marks the bot's approval messages
+DRIFT_TYPE = "autorepay_drift"  # marks its drift alerts
 CLOCK_SKEW_SECONDS = 300  # look back this much before the request, for a host's clock
 
 
@@ -54,23 +56,39 @@ class Announcer:
         Needs the history scopes; without them None, and the post is made again: a second
         message is then possible, and harmless (see README). Other errors fail the job.
         """
+        return await self._find(request.approval_channel, request.created_at, METADATA_TYPE,
+                                "request_id", request.id)
+
+    async def post_drift(self, channel: str, drift: Drift) -> str:
+        """Post a drift's alert; returns its ts."""
+        response = await slack(self._client.chat_postMessage(
+            channel=channel, **blocks.drift_alert(drift).payload(),
+            metadata={"event_type": DRIFT_TYPE, "event_payload": {"drift_id": drift.id}}))
+        return str(response["ts"])
+
+    async def find_drift(self, channel: str, drift: Drift) -> str | None:
+        """The ts of a drift alert an interrupted attempt may have posted, or None (as
+        `find_approval`)."""
+        return await self._find(channel, drift.at, DRIFT_TYPE, "drift_id", drift.id)
+
+    async def _find(self, channel: str, since: float, event_type: str, key: str,
+                    value: object) -> str | None:
         try:
-            since = request.created_at - CLOCK_SKEW_SECONDS
             response = await self._client.conversations_history(
-                channel=request.approval_channel, oldest=f"{since:.6f}",
+                channel=channel, oldest=f"{since - CLOCK_SKEW_SECONDS:.6f}",
                 include_all_metadata=True, limit=200)
         except SlackApiError as exc:
             if error(exc) not in CANT_LOOK:
                 raise  # Slack trouble: look again on the next try, post nothing yet
-            log.warning("could not look for an earlier approval message id=%s error=%s "
-                        "(grant the channels:history and groups:history scopes); posting "
-                        "it again", request.id, error(exc))
+            log.warning("could not look for an earlier message %s=%s error=%s (grant the "
+                        "channels:history and groups:history scopes); posting it again",
+                        key, value, error(exc))
             return None
         for message in response.get("messages") or []:
             metadata: dict[str, Any] = message.get("metadata") or {}
             payload: dict[str, Any] = metadata.get("event_payload") or {}
-            if metadata.get("event_type") == METADATA_TYPE and \
-                    payload.get("request_id") == request.id:
+            if metadata.get("event_type") == event_type and \
+                    str(payload.get(key)) == str(value):
                 return str(message["ts"])
         return None
 

@@ -23,6 +23,7 @@ from slack_sdk.models.blocks import (
 from bot.accounts import Account
 from bot.approvals import ChangeRequest, Outcome, Status, Verdict
 from bot.policy import Refusal
+from bot.readings import Drift
 from bot.service import AccountState, NoChangeNeeded, NotApplicable, Unavailable
 from handlers.parsing import account_list, quote
 from okx import AccountConfig
@@ -38,7 +39,8 @@ USAGE = (
     "• `/autorepay status` (every account) · `/autorepay status ACCOUNT` (or just "
     "`ACCOUNT`): the state now\n"
     "• `/autorepay pending`: requests waiting for approval\n"
-    "• `/autorepay history [ACCOUNT] [N]`: the last N finished requests (10, at most 50)\n"
+    "• `/autorepay history [ACCOUNT] [N]`: the last N finished requests and changes made "
+    "outside the bot (10, at most 50)\n"
     "• `/autorepay cancel ID`: withdraw a pending request (its requester or an approver)\n"
     "• `/autorepay help`: this message"
 )
@@ -289,6 +291,24 @@ def requester_result(request: ChangeRequest) -> Message:
     return Message(f"{tag(request.account)}Your request to switch auto repay "
                    f"*{onoff(request.desired)}* on {account_name(request.account)}: "
                    f"{closing_line(request)}")
+
+
+# --- the drift watch ------------------------------------------------------------------
+def drift_line(drift: Drift) -> str:
+    """What changed outside the bot, in one line (the alert, history, App Home)."""
+    uid = f", uid {quote(drift.uid, 40)}" if drift.uid else ""
+    return (f"Auto repay on *{drift.account.name}* ({drift.account.environment}{uid}) was "
+            f"changed outside the bot: now *{onoff(drift.auto_repay)}*, was "
+            f"*{onoff(drift.was)}* at {when(drift.was_at)}")
+
+
+def drift_alert(drift: Drift) -> Message:
+    """The alert in the approval channel: a change nobody asked the bot for."""
+    line = f":rotating_light: {tag(drift.account)}{drift_line(drift)}."
+    advice = (f"Nobody asked for it through the bot; found {when(drift.at)}. Check who "
+              f"changed it on OKX; to switch it back, `/autorepay {onoff(drift.was).lower()} "
+              f"{drift.account.name}`.")
+    return Message(line, [section(line), context(advice)])
 
 
 SLACK_POST_PROBLEMS = {

@@ -1,4 +1,5 @@
-"""/autorepay: parse → act (bot.service) → render (handlers.blocks). ack() comes first."""
+"""/autorepay: parse → act (bot.service) → render (handlers.blocks). ack() comes first.
+Each command is counted once (bot.metrics) by its action and outcome."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from bot.approvals import Status
 from bot.database_watch import unreachable
 from bot.inflight import Inflight
+from bot.metrics import Metrics
 from bot.policy import Refusal
 from bot.service import (
     AccountState,
@@ -33,10 +35,16 @@ log = logging.getLogger("handlers.commands")
 # How long a command's reply waits for its approval message to be posted (retries
 # included). Past that it says "not posted yet", and the job tells the requester later.
 POST_WAIT_SECONDS = 5.0
+# The outcome label (autorepay_commands_total) of what bot.service answered.
+OUTCOMES: dict[type, str] = {
+    Requested: "requested", AlreadyOpen: "already_open", NoChangeNeeded: "no_change",
+    NotApplicable: "not_applicable", Unavailable: "unavailable", Refusal: "refused",
+    AccountState: "shown", Overview: "shown", Listing: "shown",
+}
 
 
-def register(app: AsyncApp, service: AutoRepay, worker: Worker, inflight: Inflight, *,
-             require_reason: bool = False) -> None:
+def register(app: AsyncApp, service: AutoRepay, worker: Worker, inflight: Inflight,
+             metrics: Metrics, *, require_reason: bool = False) -> None:
     accounts = service.accounts
 
     async def autorepay(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
@@ -46,25 +54,37 @@ def register(app: AsyncApp, service: AutoRepay, worker: Worker, inflight: Inflig
         except UsageError as exc:
             await ack(**blocks.usage(accounts, str(exc), reason_required=require_reason)
                       .payload(), response_type="ephemeral")
+            metrics.command("invalid", "invalid")
             return
         if command.action is Action.HELP:
             await ack(**blocks.usage_payload(accounts, require_reason),
                       response_type="ephemeral")
+            metrics.command(Action.HELP.value, "shown")
             return
         await ack(**working_payload(command), response_type="ephemeral")
         user, channel = str(body.get("user_id", "")), str(body.get("channel_id", ""))
         async with inflight.track():
-            try:
-                reply = await run(command, user, channel, service, worker)
-            except Exception as exc:
-                if not unreachable(exc):
-                    raise
-                log.warning("command not done: the database can't be reached (%s) "
-                            "user=%s action=%s", type(exc).__name__, user, command.action)
-                reply = blocks.DATABASE_DOWN
+            reply = await answer(command, user, channel, service, worker, metrics)
             await respond(**reply.payload(), response_type="ephemeral", replace_original=False)
 
     app.command("/autorepay")(autorepay)
+
+
+async def answer(command: Command, user: str, channel: str, service: AutoRepay,
+                 worker: Worker, metrics: Metrics) -> blocks.Message:
+    """The command's reply, counted; a database that can't be reached is said so."""
+    action = command.action.value
+    try:
+        reply, outcome = await run(command, user, channel, service, worker)
+    except Exception as exc:
+        if not unreachable(exc):
+            metrics.command(action, "error")
+            raise
+        log.warning("command not done: the database can't be reached (%s) "
+                    "user=%s action=%s", type(exc).__name__, user, command.action)
+        reply, outcome = blocks.DATABASE_DOWN, "database_down"
+    metrics.command(action, outcome)
+    return reply
 
 
 def working_payload(command: Command) -> dict[str, Any]:
@@ -75,33 +95,41 @@ def working_payload(command: Command) -> dict[str, Any]:
 
 
 async def run(command: Command, user: str, channel: str, service: AutoRepay,
-              worker: Worker) -> blocks.Message:
+              worker: Worker) -> tuple[blocks.Message, str]:
+    """(the reply, the outcome label)."""
     match command.action:
         case Action.STATUS if command.account is None:
             overview = await service.overview(user, channel)
-            return listings.overview(overview) if isinstance(overview, Overview) \
-                else blocks.refused(overview)
+            return (listings.overview(overview) if isinstance(overview, Overview)
+                    else blocks.refused(overview)), outcome(overview)
         case Action.STATUS:
             assert command.account is not None
-            return render(await service.status(user, channel, command.account))
+            state = await service.status(user, channel, command.account)
+            return render(state), outcome(state)
         case Action.PENDING:
             found = await service.pending(user, channel)
-            return listings.pending(found, service.rules.approvals_required, service.clock()) \
-                if isinstance(found, Listing) else blocks.refused(found)
+            return (listings.pending(found, service.rules.approvals_required, service.clock())
+                    if isinstance(found, Listing) else blocks.refused(found)), outcome(found)
         case Action.HISTORY:
             found = await service.history(user, channel, command.account, command.count)
-            return listings.history(found) if isinstance(found, Listing) \
-                else blocks.refused(found)
+            return (listings.history(found) if isinstance(found, Listing)
+                    else blocks.refused(found)), outcome(found)
         case Action.CANCEL:
             withdrawn = await service.cancel(user, channel, command.request_id)
-            return listings.cancelled(withdrawn) if isinstance(withdrawn, Cancelled) \
-                else blocks.refused(withdrawn)
+            return (listings.cancelled(withdrawn) if isinstance(withdrawn, Cancelled)
+                    else blocks.refused(withdrawn)), outcome(withdrawn)
     assert command.account is not None
     result = await service.request_change(user, channel, command.account, command.desired,
                                           command.reason)
     if not isinstance(result, Requested):
-        return render(result)
-    return await posting_note(result, service, worker)
+        return render(result), outcome(result)
+    return await posting_note(result, service, worker), outcome(result)
+
+
+def outcome(result: object) -> str:
+    if isinstance(result, Cancelled):
+        return "cancelled" if result.done else "no_change"
+    return OUTCOMES.get(type(result), "other")  # ("other" in the metrics too)
 
 
 async def posting_note(result: Requested, service: AutoRepay, worker: Worker

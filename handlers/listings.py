@@ -9,12 +9,14 @@ from __future__ import annotations
 from slack_sdk.models.blocks import Block
 
 from bot.approvals import ChangeRequest
+from bot.readings import Drift
 from bot.service import AccountState, Cancelled, Listing, Overview
 from handlers.blocks import (
     Message,
     account_name,
     closing_line,
     context,
+    drift_line,
     message_link,
     mode_line,
     onoff,
@@ -64,11 +66,18 @@ def pending_line(request: ChangeRequest, required: int, now: float) -> str:
 
 
 def history(result: Listing) -> Message:
+    """Finished requests and changes made outside the bot, interleaved by time, newest
+    first."""
     where = ", ".join(account.name for account in result.accounts)
-    if not result.requests:
+    if not result.requests and not result.drifts:
         return Message(f"No finished requests yet (accounts: {where}).")
-    lines = [history_line(request) for request in result.requests]
-    return listing(f"The last {len(lines)} finished requests, newest first:", lines)
+    dated = [(request.created_at, history_line(request)) for request in result.requests]
+    dated += [(drift.at, drift_history_line(drift, result.alert_channel))
+              for drift in result.drifts]
+    dated.sort(key=lambda item: item[0], reverse=True)
+    lines = [line for _, line in dated]
+    what = "finished requests" if not result.drifts else "changes"
+    return listing(f"The last {len(lines)} {what}, newest first:", lines)
 
 
 def history_line(request: ChangeRequest) -> str:
@@ -76,6 +85,12 @@ def history_line(request: ChangeRequest) -> str:
     return (f"• {when(request.created_at)} <@{request.requester}> asked "
             f"*{onoff(request.desired)}* on {account_name(request.account)}: "
             f"{closing_line(request)}{reason}")
+
+
+def drift_history_line(drift: Drift, channel: str) -> str:
+    alert = (f" · <{message_link(channel, drift.alert_ts)}|the alert>"
+             if drift.alert_ts and channel else "")
+    return f"• {when(drift.at)} :rotating_light: {drift_line(drift)}{alert}"
 
 
 def cancelled(result: Cancelled) -> Message:
@@ -90,16 +105,7 @@ def cancelled(result: Cancelled) -> Message:
 def listing(title: str, lines: list[str]) -> Message:
     """A title and lines, packed into sections; past Slack's 50 blocks, the rest is
     counted instead of shown (the text fallback holds whole lines only)."""
-    chunks: list[str] = []
-    shown = 0
-    for line in lines:
-        if chunks and len(chunks[-1]) + len(line) + 1 <= SECTION_CHARS:
-            chunks[-1] += "\n" + line
-        elif len(chunks) < MAX_SECTIONS:
-            chunks.append(line[:SECTION_CHARS])
-        else:
-            break
-        shown += 1
+    chunks, shown = pack(lines, MAX_SECTIONS)
     blocks: list[Block] = [section(f"*{title}*"), *(section(c) for c in chunks)]
     if shown < len(lines):
         blocks.append(context(f"… and {len(lines) - shown} more not shown (Slack's limit); "
@@ -110,6 +116,22 @@ def listing(title: str, lines: list[str]) -> Message:
             break
         text += "\n" + line
     return Message(text, blocks)
+
+
+def pack(lines: list[str], max_sections: int) -> tuple[list[str], int]:
+    """Lines joined into section texts of at most SECTION_CHARS (Slack's limit is 3 000),
+    `max_sections` of them at most; and how many lines they hold."""
+    chunks: list[str] = []
+    shown = 0
+    for line in lines:
+        if chunks and len(chunks[-1]) + len(line) + 1 <= SECTION_CHARS:
+            chunks[-1] += "\n" + line
+        elif len(chunks) < max_sections:
+            chunks.append(line[:SECTION_CHARS])
+        else:
+            break
+        shown += 1
+    return chunks, shown
 
 
 def age(seconds: float) -> str:

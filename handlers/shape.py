@@ -18,7 +18,8 @@ def problem(body: Any) -> str | None:
     """Why this payload is not one Slack would send us; None when it is fine.
 
     Only the kinds this bot serves pass: slash commands, button clicks, Events API
-    callbacks and Slack's URL and SSL checks. Anything else is refused, not guessed at.
+    callbacks (App Home opened) and Slack's URL and SSL checks. Anything else is refused,
+    not guessed at.
     """
     if not isinstance(body, dict):
         return "payload is not an object"
@@ -30,12 +31,23 @@ def problem(body: Any) -> str | None:
     if kind == "block_actions":
         return _block_actions(body)
     if kind == "event_callback":
-        event = body.get("event")
-        return None if isinstance(event, dict) and isinstance(event.get("type"), str) \
-            else "event missing"
-    if kind == "url_verification" or "ssl_check" in body:
+        return _event(body.get("event"))
+    if kind == "url_verification":  # Bolt answers with the challenge it was sent
+        return _missing(body, ("challenge",), str)
+    if "ssl_check" in body:
         return None
     return "not a kind of payload this bot serves"
+
+
+def _event(event: Any) -> str | None:
+    """An Events API callback; App Home's own fields are checked, because the listener
+    publishes to `user` and reads `tab`."""
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        return "event missing"
+    if event["type"] != "app_home_opened":
+        return None
+    return _missing(event, ("user",), str) or _wrong_type(event, ("tab", "channel"), str) \
+        or _not_ids(event["user"])
 
 
 def _block_actions(body: dict[str, Any]) -> str | None:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 
 from bot.approvals import ChangeRequest, Status
-from bot.jobs import Job, Kind, Note
+from bot.jobs import Job, Kind, Note, drift_of
 from bot.service import AutoRepay
 from bot.worker import Permanent
 from handlers import blocks
@@ -27,6 +27,9 @@ class JobRunner:
         self._announcer = announcer
 
     async def __call__(self, job: Job) -> None:
+        if job.kind is Kind.DRIFT_ALERT:
+            await self._drift_alert(job)
+            return
         request = await self._service.store.get(job.request_id)
         if request is None:
             raise Permanent("no_such_request")
@@ -58,6 +61,26 @@ class JobRunner:
         if ts is not None:
             await self._service.posted(job, request.approval_channel, ts)
         # else: superseded or expired before anything was posted: nothing to ask
+
+    async def _drift_alert(self, job: Job) -> None:
+        """Post a drift's alert once: a retry first looks for the one an earlier try may
+        have posted. Slack refusing the channel for good ends the job, with a warning."""
+        drift_id = drift_of(job.request_id)
+        drift = await self._service.store.drift(drift_id) if drift_id is not None else None
+        if drift is None:
+            raise Permanent("no_such_drift")
+        if drift.alert_ts:
+            return  # posted and recorded by an earlier attempt
+        channel = self._service.approval_channel
+        try:
+            ts = await self._announcer.find_drift(channel, drift) if job.is_retry else None
+            ts = ts or await self._announcer.post_drift(channel, drift)
+        except Permanent as exc:
+            log.warning("drift alert not posted drift=%d account=%s channel=%s: %s; invite "
+                        "the bot to the approval channel (the audit log has the drift)",
+                        drift.id, drift.account, channel, exc)
+            raise
+        await self._service.drift_alerted(job, drift, channel, ts)
 
     def _note(self, job: Job, request: ChangeRequest) -> blocks.Message:
         if job.note == Note.NOT_POSTED:

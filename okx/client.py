@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -36,6 +38,8 @@ TIME_PATH = "/api/v5/public/time"
 log = logging.getLogger("okx")
 T = TypeVar("T")
 Data = list[dict[str, Any]]
+# Told about each HTTP request made: (path, OKX code — "0" on success —, seconds).
+Observer = Callable[[str, str, float], None]
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class OkxClient:
 
     Seams for tests: `transport` (or a whole `http_client`), `clock` (wall time, for
     signing), `monotonic` and `sleep` (for backoff and the limiters), `retry`, `limits`.
+    `observe` hears of every HTTP request sent (metrics), retries included.
     """
 
     def __init__(
@@ -92,6 +97,7 @@ class OkxClient:
         sleep: Sleep = asyncio.sleep,
         retry: RetryPolicy | None = None,
         limits: LimitRegistry | None = None,
+        observe: Observer | None = None,
     ) -> None:
         self.demo = demo
         self._credentials = credentials
@@ -99,7 +105,7 @@ class OkxClient:
         # A small pool: httpcore checks every pooled connection on each request, and one
         # account never needs many at once (writes are limited to 5 / 2 s anyway).
         self._http = http_client or httpx.AsyncClient(
-            transport=transport, limits=httpx.Limits(max_connections=4))
+            transport=transport, limits=httpx.Limits(max_connections=4), verify=shared_tls())
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout
         self._clock = clock
@@ -107,8 +113,11 @@ class OkxClient:
         self._sleep = sleep
         self._retry = retry or RetryPolicy()
         self._registry = limits
+        self._observe = observe or unobserved
         self._own_limits = AccountLimits(clock=monotonic, sleep=sleep)
         self._limits = self._own_limits  # the uid's, once known
+        self._uid_known = False  # (the first client of a uid keeps its own limits: those
+        #                          become the uid's, so identity can't tell)
         self._uid_unknown = asyncio.Lock()  # one request at a time until the uid is known
         self.clock_offset = 0.0  # seconds to add to our clock to get OKX's
         self._auth = OkxAuth(credentials, demo=demo, now=lambda: self._clock() + self.clock_offset)
@@ -199,9 +208,9 @@ class OkxClient:
             raise error from (None if error.code == "unsendable" else exc)
 
     async def _limited(self, call: Call[T], deadline: float) -> T:
-        if self._limits is self._own_limits:
+        if not self._uid_known:
             async with self._uid_unknown:
-                if self._limits is self._own_limits:  # still unknown: it may be learnt now
+                if not self._uid_known:  # still unknown: it may be learnt now
                     return await self._learning_uid(call, deadline)
         async with self._slot(self._limits, call, deadline):
             return await self._send(call, deadline)
@@ -214,6 +223,7 @@ class OkxClient:
         if isinstance(result, AccountConfig):
             registry = self._registry or shared_registry()
             self._limits = registry.adopt(result.uid, self._own_limits)
+            self._uid_known = True
         return result
 
     @asynccontextmanager
@@ -233,9 +243,21 @@ class OkxClient:
             await slot.__aexit__(None, None, None)
 
     async def _send(self, call: Call[T], deadline: float) -> T:
-        endpoint = call.endpoint
         if call.proceed is not None:
             await go_ahead(call.proceed)
+        started = self._monotonic()
+        try:
+            result = await self._request(call, deadline)
+        except Exception as exc:
+            code = exc.code if isinstance(exc, OkxError) else as_okx_error(exc).code
+            self._observe(call.endpoint.path, code, self._monotonic() - started)
+            raise
+        self._observe(call.endpoint.path, "0", self._monotonic() - started)
+        return result
+
+    async def _request(self, call: Call[T], deadline: float) -> T:
+        """One HTTP request and its answer read."""
+        endpoint = call.endpoint
         timeout = max(0.001, min(self._timeout, deadline - self._monotonic()))
         headers = {"Content-Type": "application/json"} if call.body else {}
         response = await self._http.request(
@@ -245,6 +267,17 @@ class OkxClient:
         )
         log.debug("%s %s -> HTTP %d", endpoint.method, endpoint.path, response.status_code)
         return call.read(parse_envelope(response))
+
+
+@functools.cache
+def shared_tls() -> ssl.SSLContext:
+    """One TLS context for every client: each one httpx makes loads the whole CA bundle
+    (about 1 MB resident), and a bot with 20 accounts would hold 20 copies."""
+    return httpx.create_ssl_context()
+
+
+def unobserved(path: str, code: str, seconds: float) -> None:
+    """No one listens."""
 
 
 async def go_ahead(proceed: Callable[[], Awaitable[bool]]) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +29,16 @@ from bot import approvals
 from bot.accounts import Account
 from bot.approvals import Admission, ChangeRequest, Outcome, Rules, Status, Verdict
 from bot.database import Database
-from bot.jobs import ANNOUNCE, Job, Kind, Note
+from bot.jobs import ANNOUNCE, Job, Kind, Note, drift_subject
+from bot.readings import Drift, Reading, Source
+from bot.store import readingtable
 from bot.store.engine import ACCOUNT_LOCKS, SCHEMA, WRITE, make_engine, upgrade
 from bot.store.engine import MIGRATIONS as MIGRATIONS
 from bot.store.engine import database_url as database_url
 from bot.store.jobtable import JobTable, close, enqueue, enqueue_claimed, owes_requester
-from bot.store.schema import audit, decisions, requests, turns
+from bot.store.schema import audit, decisions, drifts, requests, turns
 from bot.store.schema import jobs as jobs_table
+from okx import AccountConfig
 
 # The jobs each kind of decision causes (SPEC §7), stored in the decision's transaction.
 CAUSES: dict[Verdict, tuple[Kind, ...]] = {
@@ -249,11 +252,14 @@ class Store:
             return outcome, claimed
 
     async def finish(self, request: ChangeRequest, job: Job, now: float) -> bool:
-        """Record the OKX result of an approved request, close its job and add the jobs
-        that announce it; False if it was finished already."""
+        """Record the OKX result of an approved request (and what it says of the
+        account's state: readings), close its job and add the jobs that announce it;
+        False if it was finished already."""
         async with self._transaction() as db:
+            await self._account_turn(db, request.account)  # (an observe waits for it)
             closed = await self._close(db, request, now, Status.APPROVED)
             if closed:  # (before the job closes: a request with open jobs is unannounced)
+                await readingtable.record_change(db, request, now)
                 await enqueue(db, now, request.id, *ANNOUNCE, notes={
                     Kind.TELL: Note.RESULT, Kind.THREAD: "resumed" if job.resumed else ""})
             await close(db, job, now)
@@ -361,6 +367,64 @@ class Store:
                                     .order_by(requests.c.created_at))).scalars().all()
             return [r for r in [await self._load(db, i) for i in ids] if r]
 
+    # --- readings and drifts (SPEC §9) ---------------------------------------
+    async def readings(self, accounts: Sequence[Account]) -> dict[Account, Reading]:
+        """The last known state of each of these accounts that has one."""
+        async with self.reading() as db:
+            return await readingtable.known(db, accounts)
+
+    async def drifts(self, accounts: Sequence[Account], count: int) -> list[Drift]:
+        """The last `count` drifts of these accounts, newest first."""
+        async with self.reading() as db:
+            return await readingtable.newest_drifts(db, accounts, count)
+
+    async def drift(self, drift_id: int) -> Drift | None:
+        async with self.reading() as db:
+            return await readingtable.one_drift(db, drift_id)
+
+    async def reading_version(self, account: Account) -> int:
+        """Taken before a read is sent: `observe` records the read only if the account's
+        reading is still at this version when it answers (0: never read)."""
+        async with self.reading() as db:
+            row = await readingtable.current(db, account)
+            return int(row.version) if row else 0
+
+    async def observe(self, account: Account, config: AccountConfig, now: float,
+                      version: int) -> Drift | None:
+        """Record a read of the account's configuration, taken at reading `version`; the
+        drift (stored, audited, its alert job added) when the state differs from the
+        last one known. Nothing is recorded when something else was recorded while the
+        read was on the wire, or while a change of the bot's is in flight: either may
+        explain the difference. An unknown state or another uid makes a new baseline."""
+        async with self._transaction() as db:
+            await self._account_turn(db, account)
+            row = await readingtable.current(db, account)
+            if (row.version if row else 0) != version or \
+                    await readingtable.changing(db, account):
+                return None
+            drift = None
+            if row is not None and row.auto_repay is not None and row.uid == config.uid \
+                    and bool(row.auto_repay) != config.auto_repay:
+                drift = await readingtable.add_drift(db, account, config, row, now)
+                await self._audit(db, now, "drift", "", drift_subject(drift.id),
+                                  account=account.name, demo=account.demo, uid=config.uid,
+                                  was=drift.was, now=drift.auto_repay, was_at=drift.was_at)
+                await enqueue(db, now, drift_subject(drift.id), Kind.DRIFT_ALERT)
+            await readingtable.record(db, account, uid=config.uid,
+                                      auto_repay=config.auto_repay, at=now,
+                                      source=Source.READ)
+            return drift
+
+    async def drift_alerted(self, job: Job, drift_id: int, channel: str, ts: str,
+                            now: float) -> None:
+        """The drift's alert is up: record where (App Home links it), close its job."""
+        async with self._transaction() as db:
+            await db.execute(drifts.update().where(drifts.c.id == drift_id)
+                             .values(alert_ts=ts))
+            await self._audit(db, now, "drift_alerted", "", job.request_id,
+                              channel=channel, ts=ts)
+            await close(db, job, now)
+
     # --- audit --------------------------------------------------------------
     async def audit(self, event: str, actor: str = "", request_id: str = "", /, *,
                     now: float, **detail: Any) -> None:
@@ -403,7 +467,7 @@ class Store:
 
     @staticmethod
     async def _audit(db: AsyncConnection, now: float, event: str, actor: str,
-                     request_id: str, **detail: Any) -> None:
+                     request_id: str, /, **detail: Any) -> None:
         await db.execute(audit.insert().values(
             at=now, event=event, actor=actor, request_id=request_id,
             detail=json.dumps(detail, sort_keys=True)))

@@ -64,11 +64,12 @@ audit = sa.Table(
 
 # Every side effect of a decision (SPEC §7): written in the transaction of the decision,
 # run by bot.worker. `lease_until` > now: a worker is running it; `done_at` set: finished
-# (`error` says why when it ended without doing its work).
+# (`error` says why when it ended without doing its work). `request_id` is the job's
+# subject: a request's ID, or `drift-<id>` for a drift's alert (so no foreign key).
 jobs = sa.Table(
     "jobs", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("request_id", sa.Text, sa.ForeignKey("requests.id"), nullable=False),
+    sa.Column("request_id", sa.Text, nullable=False),
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("note", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -94,3 +95,35 @@ turns = sa.Table(
     sa.Column("owner", sa.Text, nullable=False),
     sa.Column("until", sa.Float, nullable=False),
 )
+
+# The last state the bot knew of each account's auto repay (bot.readings): from a read or
+# its own change. `auto_repay` NULL: unknown (a write whose outcome is unknown), so the
+# next read is a fresh baseline. `version` counts the row's writes: a read recorded only
+# if nothing was recorded while it was on the wire.
+readings = sa.Table(
+    "readings", metadata,
+    sa.Column("account", sa.Text, primary_key=True),
+    sa.Column("demo", sa.Integer, primary_key=True),
+    sa.Column("uid", sa.Text, nullable=False, server_default=""),
+    sa.Column("auto_repay", sa.Integer),
+    sa.Column("read_at", sa.Float, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default=sa.text("0")),
+)
+
+# Changes made outside the bot, as the drift watch found them; `alert_ts` the alert's
+# message in the approval channel once posted.
+drifts = sa.Table(
+    "drifts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.Text, nullable=False),
+    sa.Column("demo", sa.Integer, nullable=False),
+    sa.Column("uid", sa.Text, nullable=False, server_default=""),
+    sa.Column("auto_repay", sa.Integer, nullable=False),
+    sa.Column("was", sa.Integer, nullable=False),
+    sa.Column("was_at", sa.Float, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("alert_ts", sa.Text, nullable=False, server_default=""),
+    sqlite_autoincrement=True,
+)
+sa.Index("drifts_by_account", drifts.c.account, drifts.c.at)

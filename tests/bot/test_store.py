@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -16,7 +18,8 @@ import sqlalchemy as sa
 from bot.accounts import Account
 from bot.approvals import Admission, ChangeRequest, Rules, Status, Verdict
 from bot.jobs import Kind
-from bot.store import Store, make_engine
+from bot.store import MIGRATIONS, Store, make_engine
+from bot.store.engine import HEAD
 from tests.conftest import ON_BOTH_BACKENDS
 
 
@@ -319,7 +322,29 @@ async def test_migrations_are_recorded_by_alembic(database: Path | str) -> None:
         versions = (await db.execute(sa.text("SELECT version_num FROM alembic_version"))
                     ).scalars().all()
     await engine.dispose()
-    assert versions == ["0005"]
+    assert versions == ["0006"]
+
+
+def test_the_head_the_engine_knows_is_alembics_head() -> None:
+    """An up-to-date database is recognised without loading alembic (bot.store.engine
+    HEAD): that shortcut must name the newest migration, or a new one would never run."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD
+
+
+def test_a_bot_on_an_up_to_date_database_does_not_load_alembic(tmp_path: Path) -> None:
+    code = ("import asyncio, sys; from pathlib import Path; from bot.store import Store\n"
+            "async def main():\n    await (await Store.open(Path(sys.argv[1]))).aclose()\n"
+            "asyncio.run(main()); print('alembic' in sys.modules)")
+    db = str(tmp_path / "up-to-date.db")
+    run = [sys.executable, "-c", code, db]
+    first = subprocess.run(run, capture_output=True, text=True, check=True)
+    second = subprocess.run(run, capture_output=True, text=True, check=True)
+    assert (first.stdout.strip(), second.stdout.strip()) == ("True", "False")
 
 
 @ON_BOTH_BACKENDS

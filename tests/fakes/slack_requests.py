@@ -1,5 +1,6 @@
-"""Requests exactly as Slack sends them: signed form posts for slash commands and
-`payload=` JSON for button clicks, built from the blocks the bot really posted."""
+"""Requests exactly as Slack sends them: signed form posts for slash commands,
+`payload=` JSON for button clicks, built from the blocks the bot really posted, and JSON
+Events API callbacks (App Home opened, the URL check)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,19 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from tests.fakes.slack_server import TEAM
+from tests.fakes.slack_server import BOT_USER, TEAM
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"  # what the Events API posts
 
 
-def signed_headers(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(secret: str, body: str, timestamp: int | None = None, *,
+                   content_type: str = FORM) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
     base = f"v0:{ts}:{body}".encode()
     signature = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature,
-            "Content-Type": "application/x-www-form-urlencoded"}
+            "Content-Type": content_type}
 
 
 def slash_command(text: str, user: str, channel: str, response_url: str) -> str:
@@ -61,3 +66,25 @@ def block_action(user: str, channel: str, ts: str, message: dict[str, Any], acti
 
 def form_payload(payload: dict[str, Any]) -> str:
     return urlencode({"payload": json.dumps(payload)})
+
+
+def app_home_opened(user: str, tab: str = "home") -> dict[str, Any]:
+    """The event Slack sends when `user` opens the bot's Home tab (or Messages tab)."""
+    return {"type": "app_home_opened", "user": user, "channel": "D0HOME001", "tab": tab,
+            "event_ts": f"{time.time():.6f}"}
+
+
+def event_callback(event: dict[str, Any]) -> str:
+    """An Events API callback around `event`, as its JSON body."""
+    return json.dumps({
+        "token": "legacy-verification-token", "team_id": TEAM, "api_app_id": "A0APP0001",
+        "event": event, "type": "event_callback", "event_id": f"Ev{time.time_ns()}",
+        "event_time": int(time.time()), "is_ext_shared_channel": False,
+        "authorizations": [{"enterprise_id": None, "team_id": TEAM, "user_id": BOT_USER,
+                            "is_bot": True, "is_enterprise_install": False}],
+    })
+
+
+def url_verification(challenge: str) -> str:
+    return json.dumps({"token": "legacy-verification-token", "challenge": challenge,
+                       "type": "url_verification"})

@@ -1,9 +1,10 @@
 """A stand-in for Slack on loopback: the Web API methods the bot uses, response_url
 endpoints, and a Socket Mode WebSocket.
 
-It records every call, keeps posted messages so chat.update can change them, answers
-usergroups.users.list from `groups`, and can be told to fail a method, hold its answers
-until released, or drop the connection instead of answering.
+It records every call, keeps posted messages so chat.update can change them, checks
+Home views (views.publish) against Slack's limits, answers usergroups.users.list from
+`groups`, and can be told to fail a method, hold its answers until released, or drop
+the connection instead of answering.
 """
 
 from __future__ import annotations
@@ -138,6 +139,11 @@ class FakeSlack(LoopbackServer):
         return [c.args for c in self.called("chat.postMessage")
                 if c.answer.get("ok") and c.args.get("thread_ts") == ts]
 
+    def published(self, user: str | None = None) -> list[dict[str, Any]]:
+        """Home views the bot published (views.publish taken), in order; for one user."""
+        return [c.args["view"] for c in self.called("views.publish") if c.answer.get("ok")
+                and user in (None, c.args.get("user_id"))]
+
     def responses_to(self, name: str) -> list[dict[str, Any]]:
         return [body for n, body in self.responses if n == name]
 
@@ -239,6 +245,11 @@ class FakeSlack(LoopbackServer):
             return {"channel": args.get("channel"), "ts": args.get("ts")}
         if method == "chat.postEphemeral":
             return {"message_ts": f"{1_700_000_000 + next(self._ts)}.000200"}
+        if method == "views.publish":
+            view = args.get("view")
+            if not isinstance(view, dict) or not home_view_fits(view):
+                return {"ok": False, "error": "invalid_arguments"}
+            return {"view": {**view, "id": f"V{next(self._ts):08d}"}}
         if method == "usergroups.users.list":
             return {"users": self.groups.get(str(args.get("usergroup")), [])}
         if method == "apps.connections.open":
@@ -261,3 +272,15 @@ class FakeSlack(LoopbackServer):
                 self._record(json.loads(message.data), self.socket_acks)
         self._sockets.remove(ws)
         return ws
+
+
+def home_view_fits(view: Any) -> bool:
+    """Slack's limits for a Home view: at most 100 blocks, section texts up to 3 000
+    characters, a header up to 150."""
+    if not isinstance(view, dict) or view.get("type") != "home":
+        return False
+    blocks = view.get("blocks") or []
+    limits = {"section": 3000, "header": 150}
+    return len(blocks) <= 100 and all(
+        len(block.get("text", {}).get("text", "")) <= limits.get(block["type"], 3000)
+        for block in blocks)

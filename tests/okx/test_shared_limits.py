@@ -124,3 +124,26 @@ async def test_a_burst_beyond_the_deadline_is_refused_not_queued_forever(
     assert len(refused) == 16 and all(r.code == "busy" for r in refused)
     assert "try again in a moment" in str(refused[0])
     assert len([r for r in okx_server.requests if r.path == CONFIG_PATH]) == 5
+
+
+async def test_once_its_uid_is_known_a_client_no_longer_sends_one_request_at_a_time() -> None:
+    """The first client of a uid keeps its own limits as the uid's: it must still leave
+    the one-at-a-time mode, or a read waits behind every slow write on that account."""
+    write_arrived, release_write = asyncio.Event(), asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        item: dict[str, object] = {"uid": UID, "acctLv": "1", "enableSpotBorrow": True,
+                                   "spotBorrowAutoRepay": True, "autoRepay": True}
+        if request.url.path.endswith("set-auto-repay"):
+            write_arrived.set()
+            await release_write.wait()
+        return httpx.Response(200, json={"code": "0", "msg": "", "data": [item]})
+
+    async with OkxClient(FIRST, transport=httpx.MockTransport(handler),
+                         limits=LimitRegistry()) as client:
+        await client.get_account_config()  # learns the uid
+        write = asyncio.create_task(client.set_auto_repay(True))
+        await write_arrived.wait()
+        config = await asyncio.wait_for(client.get_account_config(), 1.0)
+        release_write.set()
+        assert config.uid == UID and await write
