@@ -215,7 +215,7 @@ async def memory_over_requests(okx: FakeOkx, tmp: Path) -> dict[str, Any]:
     port = free_port()
     db = tmp / "memory-figure.db"
     # A bot restarted on its database, as it runs day to day: the first start after an
-    # upgrade also loads the migrations (alembic, about 11 MB more).
+    # upgrade also loads the migrations (alembic, about 8 MB more).
     await (await Store.open(db)).aclose()
     bot = spawn("bot", ["--http"], accounts_env(slack, okx, port, db))
     out: dict[str, Any] = {"samples": [], "ended": "", "seconds": 0.0, "kinds": {}}
