@@ -63,6 +63,7 @@ class Runtime:
     drift: DriftWatch | None = None  # SPEC §9; made at start unless switched off
     retired: list[OkxClient] = field(default_factory=list)  # accounts OKX refused at start
     ready: bool = False
+    linked: Callable[[], bool] = lambda: True  # Socket Mode: its WebSocket is up
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: Metrics = field(default_factory=Metrics)  # SPEC §9: /metrics
 
@@ -75,8 +76,9 @@ class Runtime:
 
     @property
     def healthy(self) -> bool:
-        """/healthz: started, not draining, and the database answers."""
-        return self.ready and (self.watch is None or self.watch.ok)
+        """/healthz: started, not draining, the database answers and, in Socket Mode,
+        the connection to Slack is up (without it no command or click arrives)."""
+        return self.ready and (self.watch is None or self.watch.ok) and self.linked()
 
     async def scrape(self) -> bytes:
         """/metrics: the counters, and the gauges read from the database now."""
@@ -270,6 +272,7 @@ async def build(settings: Settings, environ: Mapping[str, str], *,
         return mentions(settings.access(account).approvers) if settings.mention_approvers \
             else ""
 
+    service.drift_alerts = settings.drift_check_seconds > 0
     worker = Worker(store.jobs, JobRunner(service, Announcer(client, approvers)), clock=clock,
                     lease=float(settings.lease_seconds))
     service.jobs_added = worker.wake

@@ -208,6 +208,7 @@ async def run_socket_mode(runtime: Runtime, stop: asyncio.Event) -> int:
         return code
     handler = GatedSocketModeHandler(runtime.app, runtime.settings.slack_app_token,
                                      runtime.inflight, url)
+    runtime.linked = handler.linked
     try:
         if await until_stopped(handler.connect_async(), stop):  # type: ignore[no-untyped-call]
             await runtime.start()

@@ -95,6 +95,15 @@ def secrets(settings: Settings, environ: Mapping[str, str]) -> list[str]:
 
 
 # --- JSON -----------------------------------------------------------------------------
+class TextFormatter(logging.Formatter):
+    """`time level logger message`, one line per record (a traceback follows on lines
+    of its own): a message's own line breaks (alembic's revision notes, user text) are
+    written as ⏎, so every line that starts with a time is a record."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).replace("\r\n", " ⏎ ").replace("\n", " ⏎ ")
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line."""
 
@@ -159,7 +168,7 @@ def configure() -> None:
         return
     handler = logging.StreamHandler()
     handler.set_name(HANDLER)
-    handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(TextFormatter(TEXT_FORMAT))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)  # warnings become log records: JSON lines too
@@ -176,4 +185,4 @@ def apply(log_format: str, hidden: Iterable[str]) -> None:
     redactor = Redactor(hidden)
     handler.addFilter(redactor)  # after cap_library_logs' filter: dropped records cost nothing
     handler.setFormatter(JsonFormatter(redactor) if log_format == "json"
-                         else logging.Formatter(TEXT_FORMAT))
+                         else TextFormatter(TEXT_FORMAT))

@@ -153,6 +153,9 @@ class AutoRepay:
         # Told of each finished change and each drift found (metrics count them).
         self.on_change: Callable[[ChangeRequest], None] = lambda request: None
         self.on_drift: Callable[[Drift], None] = lambda drift: None
+        # False (AUTOREPAY_DRIFT_CHECK_SECONDS=0): reads still record what they find, but
+        # a difference is taken as it is, never alerted.
+        self.drift_alerts = True
 
     @property
     def approval_channel(self) -> str:
@@ -342,7 +345,8 @@ class AutoRepay:
                      ) -> Reading:
         """Record a read of the account sent at reading `version` (see `observe`)."""
         now = self.clock()
-        drift = await self.store.observe(account, config, now, version)
+        drift = await self.store.observe(account, config, now, version,
+                                         alert=self.drift_alerts)
         if drift is not None:
             log.warning("drift account=%s uid=%s auto_repay=%s was=%s drift=%d: changed "
                         "outside the bot", account, drift.uid, drift.auto_repay, drift.was,

@@ -64,6 +64,13 @@ class PatientSocketModeClient(SocketModeClient):
                      f" after {attempt} attempts" if attempt > 1 else "")
             return
 
+    @property
+    def linked(self) -> bool:
+        """Connected now (for /healthz): a session is open and not known to be stale."""
+        session = self.current_session
+        return not self.closed and not self.stale and session is not None \
+            and not session.closed
+
     async def connect_to_new_endpoint(self, force: bool = False) -> None:
         async with self.connect_operation_lock:
             if force or not await self.is_connected():
@@ -105,10 +112,15 @@ class GatedSocketModeHandler(AsyncSocketModeHandler):
         self.app = app
         self.app_token = app_token
         self.inflight = inflight
-        self.client = PatientSocketModeClient(app_token=app_token, logger=app.logger,
-                                              web_client=app.client, ping_interval=10)
+        self.patient = PatientSocketModeClient(app_token=app_token, logger=app.logger,
+                                               web_client=app.client, ping_interval=10)
+        self.client = self.patient
         self.client.wss_uri = url  # from the start-up check: no second call needed
         self.client.socket_mode_request_listeners.append(self.handle)
+
+    def linked(self) -> bool:
+        """The WebSocket to Slack is up (/healthz in Socket Mode)."""
+        return self.patient.linked
 
     async def handle(self, client: AsyncBaseSocketModeClient,
                      req: SocketModeRequest) -> None:

@@ -7,6 +7,7 @@ Anything that came from outside (labels, OKX messages) is escaped before it is s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -388,6 +389,8 @@ def click_feedback(outcome: Outcome, required: int) -> Message | None:
 
 
 def when(epoch: float) -> str:
-    """A Slack date token: each reader sees their own time zone."""
+    """A Slack date token: each reader sees their own time zone; the time in UTC where
+    it can't be rendered (some clients, notifications)."""
     seconds = int(epoch)
-    return f"<!date^{seconds}^{{date_short_pretty}} at {{time}}|in a few minutes>"
+    fallback = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{seconds}^{{date_short_pretty}} at {{time}}|{fallback}>"

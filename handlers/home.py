@@ -8,7 +8,6 @@ bot.home) never holds up Slack's 3 s.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -31,6 +30,7 @@ from handlers.blocks import (
     message_link,
     onoff,
     section,
+    when,
     who,
 )
 from handlers.listings import age, pack, pending_line
@@ -104,7 +104,7 @@ def dashboard(shown: Dashboard, required: int, approval_channel: str) -> View:
     blocks += titled(f"The last {RECENT} changes and drift alerts, newest first",
                      [recent_line(item, approval_channel) for item in shown.recent],
                      RECENT_SECTIONS, empty="Nothing has happened yet.")
-    blocks.append(context(f"As of {at(now)}. Open this tab again to refresh: readings "
+    blocks.append(context(f"As of {when(now)}. Open this tab again to refresh: readings "
                           f"older than {MAX_AGE:g} s are read again from OKX."))
     return View(type="home", blocks=blocks)
 
@@ -129,16 +129,16 @@ def recent_line(item: ChangeRequest | Drift, approval_channel: str) -> str:
         return drift_line(item, approval_channel)
     link = (f" · <{message_link(item.approval_channel, item.approval_ts)}|open it>"
             if item.approval_ts else "")
-    return (f"• {at(item.created_at)} <@{item.requester}> asked *{onoff(item.desired)}* on "
+    return (f"• {when(item.created_at)} <@{item.requester}> asked *{onoff(item.desired)}* on "
             f"{account_name(item.account)}: {closing_line(item)}{link}")
 
 
 def drift_line(drift: Drift, approval_channel: str) -> str:
     link = (f" · <{message_link(approval_channel, drift.alert_ts)}|open the alert>"
             if drift.alert_ts and approval_channel else "")
-    return (f"• {at(drift.at)} :rotating_light: Auto repay on {account_name(drift.account)} "
+    return (f"• {when(drift.at)} :rotating_light: Auto repay on {account_name(drift.account)} "
             f"({who(drift.uid, '')}) was changed outside the bot: now "
-            f"*{onoff(drift.auto_repay)}*, was *{onoff(drift.was)}* at {at(drift.was_at)}"
+            f"*{onoff(drift.auto_repay)}*, was *{onoff(drift.was)}* at {when(drift.was_at)}"
             f"{link}")
 
 
@@ -153,11 +153,3 @@ def titled(title: str, lines: list[str], max_sections: int, *, empty: str = ""
     if shown < len(lines):
         blocks.append(context(f"… and {len(lines) - shown} more not shown (Slack's limit)."))
     return blocks
-
-
-def at(epoch: float) -> str:
-    """A Slack date token (each reader sees their own time zone); UTC where it can't
-    be rendered."""
-    seconds = int(epoch)
-    fallback = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{seconds}^{{date_short_pretty}} at {{time}}|{fallback}>"

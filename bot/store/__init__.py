@@ -390,7 +390,7 @@ class Store:
             return int(row.version) if row else 0
 
     async def observe(self, account: Account, config: AccountConfig, now: float,
-                      version: int) -> Drift | None:
+                      version: int, *, alert: bool = True) -> Drift | None:
         """Record a read of the account's configuration, taken at reading `version`; the
         drift (stored, audited, its alert job added) when the state differs from the
         last one known. Nothing is recorded when something else was recorded while the
@@ -400,11 +400,11 @@ class Store:
             await self._account_turn(db, account)
             row = await readingtable.current(db, account)
             if (row.version if row else 0) != version or \
-                    await readingtable.changing(db, account):
+                    await readingtable.changing(db, account, config.uid):
                 return None
             drift = None
-            if row is not None and row.auto_repay is not None and row.uid == config.uid \
-                    and bool(row.auto_repay) != config.auto_repay:
+            if alert and row is not None and row.auto_repay is not None \
+                    and row.uid == config.uid and bool(row.auto_repay) != config.auto_repay:
                 drift = await readingtable.add_drift(db, account, config, row, now)
                 await self._audit(db, now, "drift", "", drift_subject(drift.id),
                                   account=account.name, demo=account.demo, uid=config.uid,

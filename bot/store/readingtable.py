@@ -56,12 +56,20 @@ async def record_change(db: AsyncConnection, request: ChangeRequest, at: float) 
         return
     await record(db, request.account, uid=request.okx_uid, auto_repay=state, at=at,
                  source=Source.CHANGE)
+    if request.okx_uid:  # other names for the same OKX account (one key, two names)
+        await db.execute(readings.update().where(
+            readings.c.uid == request.okx_uid, readings.c.demo == int(request.account.demo),
+            readings.c.account != request.account.name).values(
+                auto_repay=None if state is None else int(state), read_at=at,
+                source=Source.CHANGE.value, version=readings.c.version + 1))
 
 
-async def changing(db: AsyncConnection, account: Account) -> bool:
-    """Whether a change of the bot's is in flight for the account: an approved request,
-    or an OKX job not yet ended."""
-    mine = sa.and_(requests.c.account == account.name, requests.c.demo == int(account.demo))
+async def changing(db: AsyncConnection, account: Account, uid: str = "") -> bool:
+    """Whether a change of the bot's is in flight for the account, or for another name
+    of the same OKX account (`uid`): an approved request, or an OKX job not yet ended."""
+    same = sa.and_(requests.c.account == account.name, requests.c.demo == int(account.demo))
+    alias = sa.and_(requests.c.okx_uid == uid, requests.c.demo == int(account.demo))
+    mine = sa.or_(same, alias) if uid else same
     approved = sa.exists().where(mine, requests.c.status == Status.APPROVED.value)
     writing = sa.exists().where(mine, jobs.c.request_id == requests.c.id,
                                 jobs.c.kind == Kind.APPLY.value, jobs.c.done_at.is_(None))

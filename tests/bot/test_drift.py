@@ -136,6 +136,25 @@ def test_a_change_through_the_bot_is_not_alerted(bot: Harness) -> None:
 
 
 @ON_BOTH_BACKENDS
+def test_a_change_through_the_bot_is_not_alerted_on_another_name_of_its_account(
+        harness: Harness) -> None:
+    """Two names on one OKX key: the bot's change to one is the other's too."""
+    alias = Account("alias")
+    harness.environ.update({f"OKX_ALIAS_API_{part}": harness.environ[f"OKX_API_{part}"]
+                            for part in ("KEY", "SECRET", "PASSPHRASE")})
+    bot = harness.start(accounts=(LIVE, alias))
+    watch_round(bot)
+    bot.command("on live").followup()
+    bot.click(BOB, APPROVE)
+    assert "now *ON*" in bot.thread_replies()[0]["text"]
+    watch_round(bot)
+    assert drifts(bot, alias) == [] and alerts(bot) == []
+    live(bot.okx).auto_repay = False  # and a real change outside is still seen on both
+    watch_round(bot)
+    assert len(alerted(bot, 2)) == 2
+
+
+@ON_BOTH_BACKENDS
 def test_a_round_while_the_bots_change_is_in_flight_alerts_nothing(
         bot: Harness, replica: AutoRepay) -> None:
     watch_round(bot, owner="replica-2")
@@ -213,6 +232,18 @@ def test_a_change_made_while_the_bot_was_down_is_alerted_at_start(bot: Harness) 
     bot.server.call(check_accounts(bot.runtime))
     [alert] = alerted(bot, 1)
     assert "now *ON*, was *OFF*" in alert["text"]
+
+
+def test_with_the_watch_switched_off_nothing_is_alerted(harness: Harness) -> None:
+    """AUTOREPAY_DRIFT_CHECK_SECONDS=0: start-up and App Home still read the accounts,
+    and what they find is taken as it is."""
+    bot = harness.start(drift_check_seconds=0)
+    assert bot.server is not None
+    bot.server.call(check_accounts(bot.runtime))
+    live(bot.okx).auto_repay = True
+    bot.server.call(check_accounts(bot.runtime))
+    assert bot.store.readings([LIVE])[LIVE].auto_repay is True
+    assert drifts(bot) == [] and alerts(bot) == []
 
 
 def test_start_up_reads_of_accounts_on_one_uid_are_not_refused(harness: Harness) -> None:

@@ -66,6 +66,26 @@ def test_socket_mode_serves_healthz_and_metrics_on_the_health_port(
     assert "Traceback" not in lines.text
 
 
+def test_healthz_says_503_while_the_connection_to_slack_is_down(
+        socket_env: dict[str, str], slack: FakeSlack, tmp_path: Path,
+        started: list[tuple[subprocess.Popen[str], Lines]]) -> None:
+    """Without its WebSocket the bot gets no command and no click: not healthy."""
+    process, lines = start(socket_env, tmp_path, started)
+    port = int(socket_env["AUTOREPAY_HEALTH_PORT"])
+    wait_ready(process, port, lines=lines)
+    healthz = f"http://127.0.0.1:{port}/healthz"
+    slack.fail("apps.connections.open", "internal_error", times=1000)
+    slack.drop_sockets()
+    lines.wait_for("connection attempt 1 failed")
+    assert httpx.get(healthz).status_code == 503
+    slack.heal()
+    slack.wait_for(lambda: slack.connected, timeout=30)
+    lines.wait_for("connected to Slack (Socket Mode) after")
+    assert httpx.get(healthz).json() == {"ready": True}
+    code, _ = end(process, lines)
+    assert code == 0
+
+
 def test_a_health_port_in_use_is_a_start_up_problem(socket_env: dict[str, str],
                                                      tmp_path: Path) -> None:
     with socket.socket() as taken:

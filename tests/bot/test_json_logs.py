@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.logs import HIDDEN, JsonFormatter, Redactor, fields
+from bot.logs import HIDDEN, TEXT_FORMAT, JsonFormatter, Redactor, TextFormatter, fields
 from handlers.blocks import APPROVE
 from tests.bot.conftest import ALICE, APPROVALS, BOB, OPS, SECRETS, SIGNING_SECRET
 from tests.bot.process import Lines, bot_env, bot_process, end, free_port, wait_ready
@@ -101,6 +101,15 @@ def test_key_value_pairs_become_fields_quoted_ones_unquoted() -> None:
         "msg": "Invalid Sign, see docs", "hint": "set OKX_API_SECRET"}
     assert fields("ready mode=http") == {"event": "ready", "mode": "http"}
     assert fields("listening on http://127.0.0.1:3000") == {}
+
+
+def test_a_text_record_is_one_line_whatever_its_message_holds() -> None:
+    """A line break in a message (a migration's note, user text) can't start what looks
+    like a record of its own."""
+    record = logging.makeLogRecord({"name": "bot", "levelname": "INFO", "levelno": 20,
+                                    "msg": "reason=%s", "args": ("a\n2026-01-01 ERROR bot x",)})
+    [line] = TextFormatter(TEXT_FORMAT).format(record).splitlines()
+    assert line.endswith("INFO bot reason=a ⏎ 2026-01-01 ERROR bot x")
 
 
 def test_extra_fields_and_exceptions_are_keys_the_traceback_only_with_exc_info() -> None:
