@@ -29,6 +29,8 @@ from bot.credentials import CredentialsError
 HIDDEN = "***"
 HANDLER = "autorepay"  # the name of the stderr handler configure() installs
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# Whatever a reader may take for the end of a line (str.splitlines' list).
+LINE_BREAK = re.compile("\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 MIN_SECRET = 4  # shorter values would blank out ordinary words; no real secret is so short
 FIELD = re.compile(r"(?:^|(?<=\s))([a-z_][a-z0-9_]*)="
                    r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s,;]+)")
@@ -101,7 +103,7 @@ class TextFormatter(logging.Formatter):
     written as ⏎, so every line that starts with a time is a record."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        return super().formatMessage(record).replace("\r\n", " ⏎ ").replace("\n", " ⏎ ")
+        return LINE_BREAK.sub(" ⏎ ", super().formatMessage(record))
 
 
 class JsonFormatter(logging.Formatter):

@@ -107,9 +107,10 @@ def test_a_text_record_is_one_line_whatever_its_message_holds() -> None:
     """A line break in a message (a migration's note, user text) can't start what looks
     like a record of its own."""
     record = logging.makeLogRecord({"name": "bot", "levelname": "INFO", "levelno": 20,
-                                    "msg": "reason=%s", "args": ("a\n2026-01-01 ERROR bot x",)})
+                                    "msg": "reason=%s",
+                                    "args": ("a\n2026 ERROR x\r\nb\rc\u2028d\x85e",)})
     [line] = TextFormatter(TEXT_FORMAT).format(record).splitlines()
-    assert line.endswith("INFO bot reason=a ⏎ 2026-01-01 ERROR bot x")
+    assert line.endswith("INFO bot reason=a ⏎ 2026 ERROR x ⏎ b ⏎ c ⏎ d ⏎ e")
 
 
 def test_extra_fields_and_exceptions_are_keys_the_traceback_only_with_exc_info() -> None:
