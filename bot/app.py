@@ -282,7 +282,7 @@ async def build(settings: Settings, environ: Mapping[str, str], *,
     service.on_drift = lambda drift: metrics.drift(drift.account.name)
     inflight = Inflight()
     handlers.register(app, service, worker, inflight, require_reason=settings.require_reason,
-                      approval_channel=settings.approval_channel, metrics=metrics)
+                      metrics=metrics)
 
     @app.error
     async def unexpected(error: Exception, body: dict[str, Any]) -> None:

@@ -14,7 +14,6 @@ reading and says it could not be refreshed, while the read goes on for the next.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from bot.accounts import Account
 from bot.approvals import ChangeRequest
 from bot.policy import MembershipUnknown, Role
-from bot.readings import Drift, Reading
+from bot.readings import Drift, Reading, newest_first
 from bot.service import AutoRepay, Unavailable
 
 log = logging.getLogger("bot.home")
@@ -96,9 +95,7 @@ class Home:
         pending = await store.pending(names, self._service.clock())
         finished = await store.finished(names, RECENT)
         drifts = await store.drifts(accounts, RECENT)
-        both: list[list[ChangeRequest | Drift]] = [[*finished], [*drifts]]
-        recent = heapq.merge(*both, key=lambda item: -happened(item))
-        return pending, list(recent)[:RECENT]
+        return pending, newest_first(finished, drifts)[:RECENT]
 
     async def _states(self, accounts: Sequence[Account]) -> list[AccountLine]:
         known = await self._service.store.readings(accounts)
@@ -143,11 +140,6 @@ class Home:
 
     def _age(self, at: float) -> float:
         return self._service.clock() - at
-
-
-def happened(item: ChangeRequest | Drift) -> float:
-    """When a drift was found; when a request was made (requests come newest first)."""
-    return item.at if isinstance(item, Drift) else item.created_at
 
 
 def _log_failure(account: Account, task: asyncio.Task[Read]) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.accounts import Account
+from bot.approvals import ChangeRequest
 
 
 class Source(StrEnum):
@@ -38,3 +39,14 @@ class Drift:
     was_at: float  # when it knew it
     at: float  # when the change was found
     alert_ts: str = ""  # the alert's message in the approval channel, once posted
+
+
+def happened(item: ChangeRequest | Drift) -> float:
+    """When a drift was found, or a request made: the order of `history` and App Home."""
+    return item.at if isinstance(item, Drift) else item.created_at
+
+
+def newest_first(requests: list[ChangeRequest], drifts: list[Drift]
+                 ) -> list[ChangeRequest | Drift]:
+    """Finished requests and drifts together, newest first."""
+    return sorted([*requests, *drifts], key=happened, reverse=True)

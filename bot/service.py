@@ -16,7 +16,7 @@ from bot.accounts import Account
 from bot.approvals import Admission, ChangeRequest, Outcome, Rules, Status
 from bot.jobs import LEASE_SECONDS, Job, Lost, Unconfirmed
 from bot.policy import NOT_A_CANCELLER, Policy, Refusal
-from bot.readings import Drift, Reading, Source
+from bot.readings import Drift, Reading, Source, happened, newest_first
 from bot.store import Store
 from okx import AccountConfig, OkxClient, OkxError, OkxWithdrawnError
 
@@ -455,14 +455,13 @@ class AutoRepay:
 def newest(requests: list[ChangeRequest], drifts: list[Drift], count: int
            ) -> tuple[list[ChangeRequest], list[Drift]]:
     """The last `count` of both together, by when each was asked for or found."""
-    times = sorted([r.created_at for r in requests] + [d.at for d in drifts],
-                   reverse=True)
-    if len(times) <= count:
+    both = newest_first(requests, drifts)
+    if len(both) <= count:
         return requests, drifts
     if count <= 0:
         return [], []
-    cut = times[count - 1]  # (ties at the cut: kept, a line or two over)
-    return ([r for r in requests if r.created_at >= cut], [d for d in drifts if d.at >= cut])
+    cut = happened(both[count - 1])  # (ties at the cut: kept, a line or two over)
+    return ([r for r in requests if happened(r) >= cut], [d for d in drifts if happened(d) >= cut])
 
 
 def warn(event: str, account: Account, code: str, **detail: str) -> None:

@@ -12,9 +12,8 @@ from handlers import actions, commands, home
 
 
 def register(app: AsyncApp, service: AutoRepay, worker: Worker, inflight: Inflight, *,
-             require_reason: bool = False, approval_channel: str = "",
-             metrics: Metrics | None = None) -> None:
+             require_reason: bool = False, metrics: Metrics | None = None) -> None:
     metrics = metrics or Metrics()  # (counted, but nobody scrapes it)
     commands.register(app, service, worker, inflight, metrics, require_reason=require_reason)
     actions.register(app, service, inflight, metrics)
-    home.register(app, service, inflight, approval_channel=approval_channel)
+    home.register(app, service, inflight)

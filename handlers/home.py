@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block, DividerBlock, HeaderBlock
@@ -51,8 +52,7 @@ SOME_UNCHECKED = (":warning: Some accounts may be missing: your membership of th
                   "groups allowed to see them couldn't be checked just now.")
 
 
-def register(app: AsyncApp, service: AutoRepay, inflight: Inflight, *,
-             approval_channel: str) -> None:
+def register(app: AsyncApp, service: AutoRepay, inflight: Inflight) -> None:
     home = Home(service)
 
     async def app_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
@@ -61,7 +61,7 @@ def register(app: AsyncApp, service: AutoRepay, inflight: Inflight, *,
         user = str(event["user"])
         async with inflight.track():
             view = await home_view(home, user, service.rules.approvals_required,
-                                   approval_channel)
+                                   service.approval_channel)
             await publish(client, user, view)
 
     app.event("app_home_opened")(app_home_opened)
@@ -87,6 +87,8 @@ async def publish(client: AsyncWebClient, user: str, view: View) -> None:
     except SlackApiError as exc:  # e.g. not_enabled: the manifest's home tab is off
         log.warning("home not published user=%s error=%s", user,
                     exc.response.get("error"))
+    except (aiohttp.ClientError, TimeoutError) as exc:  # no answer: the next open retries
+        log.warning("home not published user=%s error=%s", user, type(exc).__name__)
 
 
 def dashboard(shown: Dashboard, required: int, approval_channel: str) -> View:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from slack_sdk.models.blocks import Block
 
 from bot.approvals import ChangeRequest
-from bot.readings import Drift
+from bot.readings import Drift, newest_first
 from bot.service import AccountState, Cancelled, Listing, Overview
 from handlers.blocks import (
     Message,
@@ -71,11 +71,8 @@ def history(result: Listing) -> Message:
     where = ", ".join(account.name for account in result.accounts)
     if not result.requests and not result.drifts:
         return Message(f"No finished requests yet (accounts: {where}).")
-    dated = [(request.created_at, history_line(request)) for request in result.requests]
-    dated += [(drift.at, drift_history_line(drift, result.alert_channel))
-              for drift in result.drifts]
-    dated.sort(key=lambda item: item[0], reverse=True)
-    lines = [line for _, line in dated]
+    lines = [drift_history_line(item, result.alert_channel) if isinstance(item, Drift)
+             else history_line(item) for item in newest_first(result.requests, result.drifts)]
     what = "finished requests" if not result.drifts else "changes"
     return listing(f"The last {len(lines)} {what}, newest first:", lines)
 

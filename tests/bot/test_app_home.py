@@ -351,3 +351,15 @@ def test_the_stand_in_refuses_views_past_slacks_limits() -> None:
     assert not home_view_fits({"type": "home", "blocks": [{"type": "divider"}] * 101})
     long_text = {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}
     assert not home_view_fits({"type": "home", "blocks": [long_text]})
+
+
+def test_a_publish_without_an_answer_is_one_warning_and_the_next_open_works(
+        bot: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """A connection reset on views.publish: nothing is retried (the view would be stale
+    by then), nothing crashes; opening the tab again publishes."""
+    bot.slack.drop("views.publish")
+    open_home(bot, BOB)
+    bot.until(lambda: "home not published" in caplog.text)
+    assert "unhandled error" not in caplog.text and "Traceback" not in caplog.text
+    open_home(bot, BOB)
+    assert "*live*" in home_of(bot, BOB)
